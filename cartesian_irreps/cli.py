@@ -1,0 +1,186 @@
+"""Command line: ``cartesian-irreps verify | show`` (also ``python -m cartesian_irreps``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections import defaultdict
+
+from ._validate import NORMALIZATIONS
+
+
+def _progress(done: int, total: int, label: str, start: float) -> None:
+    """A one-line progress bar on a terminal; sparse lines when the output is a log file."""
+    stream = sys.stderr
+    width = 30
+    filled = int(width * done / total)
+    elapsed = time.perf_counter() - start
+    line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {elapsed:6.1f}s {label}"
+    if stream.isatty():
+        stream.write("\r" + line[:100].ljust(100))
+        if done == total:
+            stream.write("\n")
+    elif done == total or done % max(1, total // 10) == 0:
+        stream.write(line + "\n")
+    stream.flush()
+
+
+def _group_name(obj: str) -> str:
+    """``C(2,2,2) even unit`` -> ``C even unit``; ``P_3`` -> ``P_l``."""
+    if obj.startswith("C("):
+        return "C " + obj.split(") ", 1)[1]
+    if obj.startswith("("):
+        return "selection (l1,l2,l3)"
+    return obj.split("_")[0] + "_l"
+
+
+def _print_table(rows: list[tuple[str, str, str, float]]) -> None:
+    out = sys.stdout
+    header = ("object", "check", "result", "seconds")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(3)]
+    fmt = f"{{:<{widths[0]}}}  {{:<{widths[1]}}}  {{:<{widths[2]}}}  {{:>8}}"
+    print(fmt.format(*header), file=out)
+    print(fmt.format(*("-" * w for w in widths), "-" * 8), file=out)
+    for obj, check, result, secs in rows:
+        print(fmt.format(obj, check, result, f"{secs:.3f}"), file=out)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from . import verify
+
+    start = time.perf_counter()
+    results = verify.run(
+        args.lmax,
+        layout=args.layout,
+        progress=None if args.quiet else lambda d, t, label: _progress(d, t, label, start),
+        mutate=args.mutate,
+    )
+    total = time.perf_counter() - start
+    if args.table == "full":
+        rows = [
+            (r.obj, r.check, ("pass" if r.ok else "FAIL") + (f" ({r.detail})" if r.detail else ""), r.seconds)
+            for r in results
+        ]
+    else:
+        groups: dict[tuple[str, str], list] = defaultdict(list)
+        for r in results:
+            groups[(_group_name(r.obj), r.check)].append(r)
+        rows = []
+        for (obj, check), rs in groups.items():
+            n_ok = sum(r.ok for r in rs)
+            rows.append((f"{obj} [x{len(rs)}]", check, f"{n_ok}/{len(rs)} pass", sum(r.seconds for r in rs)))
+    _print_table(rows)
+    failures = [r for r in results if not r.ok]
+    if failures and args.table != "full":
+        print("\nFailures:")
+        _print_table([(r.obj, r.check, f"FAIL {r.detail}".strip(), r.seconds) for r in failures])
+    n = len(results)
+    print(
+        f"\n{n - len(failures)} passed, {len(failures)} failed  (lmax={args.lmax}, layout={args.layout}, {total:.1f} s)"
+    )
+    if args.json:
+        payload = {
+            "lmax": args.lmax,
+            "layout": args.layout,
+            "seconds": total,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "passed": n - len(failures),
+            "failed": len(failures),
+            "results": verify.as_dicts(results),
+        }
+        with open(args.json, "w") as fh:
+            json.dump(payload, fh, indent=1)
+    return 1 if failures else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .symbolic.formula import compact_entries, product_formula
+
+    f = product_formula(args.l1, args.l2, args.l3)
+    if args.format in ("text", "both"):
+        print(f.plain)
+    if args.format in ("latex", "both"):
+        print("\nLaTeX:" if args.format == "both" else "", end="\n" if args.format == "both" else "")
+        print(f.latex)
+    if args.entries:
+        print(f"\nNon-zero compact coefficients C[m1, m2, m3] ({args.normalization}):")
+        for m1, m2, m3, v in compact_entries(args.l1, args.l2, args.l3, args.normalization):
+            print(f"  C[{m1:+d}, {m2:+d}, {m3:+d}] = {v}")
+    return 0
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _triple(text: str) -> tuple[int, int, int]:
+    try:
+        parts = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected l1,l2,l3, got {text!r}") from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected l1,l2,l3, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cartesian-irreps", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("verify", help="prove every property exactly up to --lmax")
+    v.add_argument("--lmax", type=_nonneg_int, default=4, help="largest rank (default 4)")
+    v.add_argument(
+        "--layout",
+        choices=("both", "compact"),
+        default="both",
+        help="'both' adds full-layout checks where l1+l2+l3 <= 12 (default)",
+    )
+    v.add_argument(
+        "--table",
+        choices=("summary", "full"),
+        default="summary",
+        help="one row per check kind (default) or one row per object and check",
+    )
+    v.add_argument("--json", metavar="PATH", help="write every result as JSON")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.add_argument(
+        "--mutate",
+        type=_triple,
+        metavar="L1,L2,L3",
+        help="corrupt one coefficient of this product first (demonstrates that verify catches it)",
+    )
+    v.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("show", help="print the derived product l1 x l2 -> l3 as a formula")
+    s.add_argument("l1", type=_nonneg_int)
+    s.add_argument("l2", type=_nonneg_int)
+    s.add_argument("l3", type=_nonneg_int)
+    s.add_argument("--format", choices=("text", "latex", "both"), default="both")
+    s.add_argument("--entries", action="store_true", help="also list the exact non-zero compact coefficients")
+    s.add_argument("--normalization", choices=NORMALIZATIONS, default="unit")
+    s.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError) as exc:
+        parser.error(str(exc))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
