@@ -1,4 +1,4 @@
-"""Command line: ``cartesian-irreps verify | show`` (also ``python -m cartesian_irreps``)."""
+"""Command line: ``cartesian-irreps verify | generate | show`` (also ``python -m cartesian_irreps``)."""
 
 from __future__ import annotations
 
@@ -113,6 +113,35 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .generator import emit, strategy
+
+    start = time.perf_counter()
+    if args.tune:
+        data = strategy.tune(
+            args.lmax, progress=None if args.quiet else lambda d, t, label: _progress(d, t, label, start)
+        )
+        strategy.save_tuning(data)
+        print(f"timed {len(data['timings'])} strategy/triple pairs -> {strategy.TUNING_PATH}")
+    tuning = strategy.load_tuning()
+    files = emit.sources(args.lmax, plans=lambda lmax: strategy.plans_source(lmax, tuning))
+    directory = Path(args.output) if args.output else emit.GENERATED_DIR
+    if args.check:
+        problems = emit.stale(files, directory)
+        for p in problems:
+            print(p)
+        if problems:
+            print(f"generated modules in {directory} are stale: run `cartesian-irreps generate --lmax {args.lmax}`")
+            return 1
+        print(f"generated modules in {directory} are up to date (lmax={args.lmax})")
+        return 0
+    changed = emit.write(files, directory)
+    print(f"wrote {', '.join(changed) or 'nothing (up to date)'} in {directory} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
 def _nonneg_int(text: str) -> int:
     try:
         value = int(text)
@@ -160,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="corrupt one coefficient of this product first (demonstrates that verify catches it)",
     )
     v.set_defaults(func=cmd_verify)
+
+    g = sub.add_parser("generate", help="write the generated kernel modules from the exact derivation")
+    g.add_argument("--lmax", type=_nonneg_int, default=6, help="largest rank (default 6)")
+    g.add_argument("--check", action="store_true", help="exit 1 if the committed modules are stale")
+    g.add_argument("--tune", action="store_true", help="time every strategy first and rewrite tuning.json")
+    g.add_argument("--output", metavar="DIR", help="write elsewhere (default: cartesian_irreps/generated)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("show", help="print the derived product l1 x l2 -> l3 as a formula")
     s.add_argument("l1", type=_nonneg_int)

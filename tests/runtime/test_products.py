@@ -1,0 +1,220 @@
+"""Generated tensor-product kernels: properties checked with Hypothesis against independent references."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import sympy
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cartesian_irreps._validate import parity_of, triples
+from cartesian_irreps.runtime import contractions, tables
+from cartesian_irreps.runtime.layouts import to_full
+from cartesian_irreps.runtime.products import tensor_product, tensor_product_vjp
+from cartesian_irreps.symbolic.coupling import derive_coupling
+from tests.runtime.strategies import DTYPES, RTOL, SHARED, TRIPLES, operand_shapes, orthogonal, rel_err, rotate_compact
+
+batch_shapes = st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple)
+NORMS = st.sampled_from(["unit", "published", "raw"])
+
+
+def _draw(triple, shared, batch, channels, dtype, seed):
+    rng = np.random.default_rng(seed)
+    xs, ys, zs = operand_shapes(triple, shared, batch, channels)
+    return (
+        rng.standard_normal(xs).astype(dtype),
+        rng.standard_normal(ys).astype(dtype),
+        rng.standard_normal(zs).astype(dtype),
+    )
+
+
+@given(TRIPLES, SHARED, batch_shapes, st.integers(1, 4), DTYPES, st.integers(0, 10**6), st.booleans(), NORMS)
+def test_equivariance_with_pseudotensor_sign(triple, shared, batch, channels, dtype, seed, improper, norm):
+    """z(g x, g y) = det(g)^parity g z(x, y) for random rotations and rotoreflections."""
+    x, y, _ = _draw(triple, shared, batch, channels, dtype, seed)
+    g = orthogonal(seed, improper)
+    l1, l2, l3 = triple
+    z = tensor_product(x, y, *triple, shared=shared, normalization=norm)
+    gx, gy = rotate_compact(x, l1, g).astype(dtype), rotate_compact(y, l2, g).astype(dtype)
+    zg = tensor_product(gx, gy, *triple, shared=shared, normalization=norm)
+    sign = -1.0 if improper and parity_of(*triple) == "odd" else 1.0
+    expected = sign * rotate_compact(z, l3, g)
+    assert rel_err(zg, expected) < 50 * RTOL[dtype]
+
+
+@given(TRIPLES, SHARED, batch_shapes, st.integers(1, 3), st.integers(0, 10**6), st.floats(-3, 3))
+def test_bilinear(triple, shared, batch, channels, seed, s):
+    x, y, _ = _draw(triple, shared, batch, channels, np.float64, seed)
+    x2, y2, _ = _draw(triple, shared, batch, channels, np.float64, seed + 1)
+    lhs = tensor_product(x + s * x2, y, *triple, shared=shared)
+    rhs = tensor_product(x, y, *triple, shared=shared) + s * tensor_product(x2, y, *triple, shared=shared)
+    assert rel_err(lhs, rhs) < 1e-12
+    lhs = tensor_product(x, y + s * y2, *triple, shared=shared)
+    rhs = tensor_product(x, y, *triple, shared=shared) + s * tensor_product(x, y2, *triple, shared=shared)
+    assert rel_err(lhs, rhs) < 1e-12
+
+
+@given(st.sampled_from(triples(3)), st.lists(st.fractions(-3, 3, max_denominator=7), min_size=14, max_size=14), NORMS)
+def test_matches_exact_sympy_evaluation(triple, values, norm):
+    """float64 result within 1e-12 (relative) of the exact product of rational inputs."""
+    l1, l2, l3 = triple
+    xv = values[: 2 * l1 + 1]
+    yv = values[7 : 7 + 2 * l2 + 1]
+    c = np.array(derive_coupling(*triple, norm).compact().tolist(), dtype=object)
+    exact = [
+        sum(
+            c[i, j, k]
+            * sympy.Rational(xv[i].numerator, xv[i].denominator)
+            * sympy.Rational(yv[j].numerator, yv[j].denominator)
+            for i in range(2 * l1 + 1)
+            for j in range(2 * l2 + 1)
+        )
+        for k in range(2 * l3 + 1)
+    ]
+    exact = np.array([float(sympy.N(e, 30)) for e in exact])
+    x = np.array([float(Fraction(v)) for v in xv]).reshape(1, 1, -1)
+    y = np.array([float(Fraction(v)) for v in yv]).reshape(1, 1, -1)
+    z = tensor_product(x, y, *triple, normalization=norm).ravel()
+    scale = max(np.abs(exact).max(), 1e-300)
+    assert np.abs(z - exact).max() <= 1e-12 * scale + 1e-300
+
+
+@given(TRIPLES, SHARED, st.integers(1, 3), DTYPES, st.integers(0, 10**6))
+def test_all_strategies_agree(triple, shared, channels, dtype, seed):
+    x, y, g = _draw(triple, shared, (3,), channels, dtype, seed)
+    kind = "pair" if shared is None else "shared"
+    ref = tensor_product(x, y, *triple, shared=shared, strategy="einsum")
+    for s in contractions.STRATEGIES[kind]:
+        assert rel_err(tensor_product(x, y, *triple, shared=shared, strategy=s), ref) < 10 * RTOL[dtype]
+    ref_v = tensor_product_vjp(g, x, y, *triple, shared=shared, strategy="einsum")
+    kinds = {"pair": ("pair", "pair"), "shared": ("shared", "reduce")}[kind]
+    for sx in contractions.STRATEGIES[kinds[0]]:
+        for sy in contractions.STRATEGIES[kinds[1]]:
+            if shared == "x":
+                gx = tensor_product_vjp(g, x, y, *triple, shared=shared, wrt=("x",), strategy=sy)[0]
+                gy = tensor_product_vjp(g, x, y, *triple, shared=shared, wrt=("y",), strategy=sx)[0]
+            else:
+                gx = tensor_product_vjp(g, x, y, *triple, shared=shared, wrt=("x",), strategy=sx)[0]
+                gy = tensor_product_vjp(g, x, y, *triple, shared=shared, wrt=("y",), strategy=sy)[0]
+            assert rel_err(gx, ref_v[0]) < 10 * RTOL[dtype]
+            assert rel_err(gy, ref_v[1]) < 10 * RTOL[dtype]
+
+
+@given(TRIPLES, SHARED, batch_shapes, st.integers(1, 3), st.integers(0, 10**6))
+def test_vjp_finite_differences_and_adjoint_identity(triple, shared, batch, channels, seed):
+    x, y, g = _draw(triple, shared, batch, channels, np.float64, seed)
+    dx, dy, _ = _draw(triple, shared, batch, channels, np.float64, seed + 7)
+    gx, gy = tensor_product_vjp(g, x, y, *triple, shared=shared)
+    assert gx.shape == x.shape and gy.shape == y.shape
+    # adjoint identity: <vjp(g), dx> = <g, jvp(dx)>, and the product is bilinear so jvp(dx) = z(dx, y)
+    assert np.isclose(
+        (gx * dx).sum(), (g * tensor_product(dx, y, *triple, shared=shared)).sum(), rtol=1e-10, atol=1e-12
+    )
+    assert np.isclose(
+        (gy * dy).sum(), (g * tensor_product(x, dy, *triple, shared=shared)).sum(), rtol=1e-10, atol=1e-12
+    )
+    h = 1e-6
+    fd = (
+        (g * tensor_product(x + h * dx, y, *triple, shared=shared)).sum()
+        - (g * tensor_product(x - h * dx, y, *triple, shared=shared)).sum()
+    ) / (2 * h)
+    assert np.isclose(fd, (gx * dx).sum(), rtol=1e-6, atol=1e-8)
+
+
+@given(
+    st.sampled_from(triples(3)),
+    SHARED,
+    st.integers(1, 3),
+    DTYPES,
+    st.integers(0, 10**6),
+    st.sampled_from(["convert", "direct", None]),
+    NORMS,
+)
+def test_full_layout_agrees_with_compact(triple, shared, channels, dtype, seed, route, norm):
+    l1, l2, l3 = triple
+    x, y, g = _draw(triple, shared, (2,), channels, dtype, seed)
+    z = tensor_product(x, y, *triple, shared=shared, normalization=norm)
+    zf = tensor_product(
+        to_full(x, l1), to_full(y, l2), *triple, layout="full", shared=shared, normalization=norm, strategy=route
+    )
+    assert zf.dtype == dtype
+    assert rel_err(zf, to_full(z, l3)) < 10 * RTOL[dtype]
+    # the full-layout output is symmetric and traceless
+    if l3 >= 2:
+        assert rel_err(np.swapaxes(zf, -1, -2), zf) < 10 * RTOL[dtype]
+        assert np.abs(np.trace(zf, axis1=-1, axis2=-2)).max() < 100 * RTOL[dtype] * max(np.abs(zf).max(), 1)
+    gx, gy = tensor_product_vjp(g, x, y, *triple, shared=shared, normalization=norm)
+    gxf, gyf = tensor_product_vjp(
+        to_full(g, l3), to_full(x, l1), to_full(y, l2), *triple, layout="full", shared=shared, normalization=norm
+    )
+    assert rel_err(gxf, to_full(gx, l1)) < 10 * RTOL[dtype]
+    assert rel_err(gyf, to_full(gy, l2)) < 10 * RTOL[dtype]
+
+
+def test_normalisations_are_consistent():
+    x = np.random.default_rng(0).standard_normal((4, 2, 5))
+    t = (2, 2, 2)
+    raw = tensor_product(x, x, *t, normalization="raw")
+    assert np.allclose(tensor_product(x, x, *t, normalization="published"), 2 * raw)  # C' = 2 for (2,2,2)
+    assert np.allclose(tables.relative_scale(t, "published") / tables.relative_scale(t, "raw"), 2.0)
+
+
+def test_published_product_of_harmonics_is_a_harmonic():
+    from cartesian_irreps.runtime.harmonics import cartesian_harmonics
+
+    v = np.random.default_rng(3).standard_normal((6, 3))
+    t = cartesian_harmonics(v, 4)
+    for l1, l2, l3 in triples(4, "even"):
+        if max(l1, l2, l3) > 4:
+            continue
+        z = tensor_product(t[l1][:, None, :], t[l2][:, None, :], l1, l2, l3, normalization="published")[:, 0]
+        assert np.allclose(z, t[l3], atol=1e-12), (l1, l2, l3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"l3": 5}, ValueError, "triangle"),
+        ({"layout": "spherical"}, ValueError, "layout"),
+        ({"normalization": "l2"}, ValueError, "normalisation"),
+        ({"shared": "z"}, ValueError, "shared"),
+        ({"x": np.zeros((2, 3, 4))}, ValueError, "last axes"),
+        ({"y": np.zeros((3, 3, 5))}, ValueError, "must be equal"),
+        ({"x": np.zeros((2, 3, 5), np.float32)}, TypeError, "dtypes"),
+        ({"x": np.zeros((2, 3, 5), np.int64)}, TypeError, "float32 or float64"),
+        ({"x": [[0.0] * 5]}, TypeError, "NumPy or CuPy array"),
+        ({"x": np.full((2, 3, 5), np.nan), "check_nan": True}, ValueError, "NaN"),
+        ({"strategy": "magic"}, ValueError, "strategy"),
+        ({"l1": 9, "l2": 9, "l3": 9}, ValueError, "generated lmax"),
+    ],
+)
+def test_bad_input_gives_clear_errors(kwargs, error, match):
+    args = {"x": np.zeros((2, 3, 5)), "y": np.zeros((2, 3, 5)), "l1": 2, "l2": 2, "l3": 2}
+    args.update(kwargs)
+    if "l1" in kwargs:
+        args["x"] = np.zeros((2, 3, 19))
+        args["y"] = np.zeros((2, 3, 19))
+    with pytest.raises(error, match=match):
+        tensor_product(args.pop("x"), args.pop("y"), args.pop("l1"), args.pop("l2"), args.pop("l3"), **args)
+
+
+def test_vjp_checks_grad_shape():
+    x = np.zeros((2, 3, 5))
+    with pytest.raises(ValueError, match="grad"):
+        tensor_product_vjp(np.zeros((2, 3, 4)), x, x, 2, 2, 2)
+    with pytest.raises(ValueError, match="wrt"):
+        tensor_product_vjp(np.zeros((2, 3, 5)), x, x, 2, 2, 2, wrt=("w",))
+
+
+def test_inputs_are_not_modified_and_no_global_state():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((5, 2, 7)), rng.standard_normal((5, 5))
+    xc, yc = x.copy(), y.copy()
+    state = np.random.get_state()[1].copy()  # noqa: NPY002 - checking the legacy global RNG is untouched
+    tensor_product(x, y, 3, 2, 1, shared="y")
+    tensor_product_vjp(rng.standard_normal((5, 2, 3)), x, y, 3, 2, 1, shared="y")
+    assert (x == xc).all() and (y == yc).all()
+    assert (np.random.get_state()[1] == state).all()  # noqa: NPY002
