@@ -15,3 +15,10 @@ def test_formula_blocks_are_fresh():
     for path in DOCS.glob("*.md"):
         text = path.read_text()
         assert module.render(text) == text, f"{path.name}: run python docs/refresh_formulas.py"
+
+
+def test_api_page_examples_run():
+    import doctest
+
+    result = doctest.testfile(str(DOCS / "api.md"), module_relative=False, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 10 and result.failed == 0

@@ -154,10 +154,13 @@ def choose(kind: str, triple: tuple[int, int, int], timings: dict[str, float]) -
     key = f"{kind}:{triple[0]},{triple[1]},{triple[2]}"
     measured = {s: timings[f"{key}:{s}"] for s in contractions.STRATEGIES[kind] if f"{key}:{s}" in timings}
     fl = ", ".join(f"{s} {flops[s]}" for s in contractions.STRATEGIES[kind])
-    if len(measured) == len(contractions.STRATEGIES[kind]):
+    if measured:
         best = min(measured, key=lambda s: (measured[s], s))
         others = ", ".join(f"{s} {_fmt_ms(v)}" for s, v in sorted(measured.items()) if s != best)
-        return best, f"fastest measured {_fmt_ms(measured[best])} ({others}); FLOPs/row: {fl}; floor {flops['floor']}"
+        untimed = [s for s in contractions.STRATEGIES[kind] if s not in measured]
+        note = f"; not timed: {', '.join(untimed)}" if untimed else ""
+        fastest = f"fastest measured {_fmt_ms(measured[best])} ({others}){note}"
+        return best, f"{fastest}; FLOPs/row: {fl}; floor {flops['floor']}"
     best = min(contractions.STRATEGIES[kind], key=lambda s: (flops[s], s))
     return best, f"not timed: lowest FLOP count; FLOPs/row: {fl}; floor {flops['floor']}"
 

@@ -10,6 +10,8 @@ Each kind has several equivalent evaluation strategies; the generator times them
 fastest per triple in :mod:`cartesian_irreps.generated.plans`:
 
 * ``einsum``: ``opt_einsum.contract`` with the dense coupling and a precomputed path;
+* ``einsum_direct``: one ``einsum`` call over all three operands without intermediates (the
+  array module's own loop; wins for the smallest couplings);
 * ``outer_gemm``: form the per-(n, c) outer product of the inputs, then one BLAS matrix product
   with ``C`` reshaped to (A*B, K);
 * ``fold``: (shared) fold the shared input into a per-n matrix ``M = s . C`` (one GEMM), then a
@@ -33,9 +35,9 @@ from .tables import CouplingArrays
 
 KINDS = ("pair", "shared", "reduce")
 STRATEGIES = {
-    "pair": ("einsum", "outer_gemm", "sparse"),
-    "shared": ("einsum", "fold", "outer_gemm", "sparse"),
-    "reduce": ("einsum", "matmul_gemm", "sparse"),
+    "pair": ("einsum", "einsum_direct", "outer_gemm", "sparse"),
+    "shared": ("einsum", "einsum_direct", "fold", "outer_gemm", "sparse"),
+    "reduce": ("einsum", "einsum_direct", "matmul_gemm", "sparse"),
 }
 EQUATIONS = {"pair": "abk,nca,ncb->nck", "shared": "abk,nca,nb->nck", "reduce": "abk,nca,ncb->nk"}
 CHUNK_BYTES = 8 * 2**20
@@ -48,6 +50,13 @@ def _backend(xp: ModuleType) -> str:
 # --------------------------------------------------------------------------- strategies
 def _pair_einsum(cp: CouplingArrays, u, v, xp, path):
     return opt_einsum.contract(EQUATIONS["pair"], cp.dense, u, v, optimize=path or "greedy", backend=_backend(xp))
+
+
+def _direct(kind: str) -> Callable:
+    def run(cp: CouplingArrays, u, v, xp, path):
+        return xp.einsum(EQUATIONS[kind], cp.dense, u, v)
+
+    return run
 
 
 def _pair_outer(cp: CouplingArrays, u, v, xp, path):
@@ -101,13 +110,16 @@ def _reduce_sparse(cp: CouplingArrays, u, v, xp, path):
 
 IMPLEMENTATIONS: dict[tuple[str, str], Callable] = {
     ("pair", "einsum"): _pair_einsum,
+    ("pair", "einsum_direct"): _direct("pair"),
     ("pair", "outer_gemm"): _pair_outer,
     ("pair", "sparse"): _pair_sparse,
     ("shared", "einsum"): _shared_einsum,
+    ("shared", "einsum_direct"): _direct("shared"),
     ("shared", "fold"): _shared_fold,
     ("shared", "outer_gemm"): _shared_outer,
     ("shared", "sparse"): _shared_sparse,
     ("reduce", "einsum"): _reduce_einsum,
+    ("reduce", "einsum_direct"): _direct("reduce"),
     ("reduce", "matmul_gemm"): _reduce_matmul,
     ("reduce", "sparse"): _reduce_sparse,
 }
@@ -139,6 +151,8 @@ def flops(kind: str, strategy: str, dims: tuple[int, int, int], nnz: int, channe
         return 2 * nb * na * nk + 2 * c * na * nk
     if strategy == "matmul_gemm":
         return 2 * c * na * nb + 2 * na * nb * nk
+    if strategy == "einsum_direct":  # one loop over every (a, b, k) for every row and channel
+        return 2 * c * na * nb * nk + (c * na * nb if kind != "shared" else 0)
     # einsum: opt_einsum's own cost model for one row along its optimal path
     shapes = [dims, (1, c, na), (1, nb) if kind == "shared" else (1, c, nb)]
     _, info = opt_einsum.contract_path(EQUATIONS[kind], *shapes, shapes=True, optimize="optimal")

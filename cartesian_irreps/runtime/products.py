@@ -108,6 +108,28 @@ def _run(kind, perm, triple, normalization, u, v, xp, strategy):
     return contractions.contract(kind, chosen, cp, u, v, xp, path)
 
 
+def contract_kind(
+    kind: str,
+    triple: tuple[int, int, int],
+    perm: tuple[int, int, int],
+    u: Any,
+    v: Any,
+    normalization: str = "unit",
+    strategy: str | None = None,
+) -> Any:
+    """One contraction kind on flat operands with the coupling of ``triple`` permuted by ``perm``.
+
+    ``u`` is ``(n, C, A)``, ``v`` is ``(n, C, B)`` (``(n, B)`` for kind ``'shared'``), where A, B are the
+    sizes of the slots ``perm[0]``, ``perm[1]`` of the coupling; the result is ``(n, C, K)`` (or ``(n, K)``
+    for ``'reduce'``). This is the building block of the products, of their VJPs and of autodiff ops.
+    """
+    check_triple(*triple)
+    if kind not in contractions.KINDS:
+        raise ValueError(f"unknown contraction kind {kind!r}; expected one of {contractions.KINDS}")
+    xp = array_module(u, v)
+    return _run(kind, tuple(perm), tuple(triple), normalization, u, v, xp, strategy)
+
+
 def tensor_product(
     x: Any,
     y: Any,

@@ -1,0 +1,882 @@
+/*
+ * cartesian_irreps._fused: fused CPU kernel for the message-passing tensor product.
+ *
+ * Paths p = 0..P-1 each carry a (sparse) coupling tensor C_p[i, j, k] given as COO
+ * lists, and read/write blocks of the arrays (all C-contiguous, one float format):
+ *
+ *     x   (E, C, DX)   path p reads  x[e, c, ox_p + i],  i < dx_p
+ *     y   (E, DY)      path p reads  y[e, oy_p + j],     j < dy_p
+ *     w   (E, C, P)    weight        w[e, c, p]
+ *     g   (E, C, DZ)   path p reads  g[e, c, oz_p + k],  k < dz_p
+ *
+ * and define the 4-linear form
+ *
+ *     Phi(x, y, w, g) = sum_{e,c,p,i,j,k} w[e,c,p] C_p[i,j,k] x[e,c,ox_p+i] y[e,oy_p+j] g[e,c,oz_p+k].
+ *
+ * phi_grad(mode, ...) writes ONE partial gradient of Phi into `out`:
+ *
+ *     mode 0 ("z"): dPhi/dg  (shape of g)   z[e,c,oz+k]  = w[e,c,p] sum_ij C_p[i,j,k] x[e,c,ox+i] y[e,oy+j]
+ *     mode 1 ("x"): dPhi/dx  (shape of x)   gx[e,c,ox+i] = sum_p w[e,c,p] sum_jk C_p[i,j,k] y[e,oy+j] g[e,c,oz+k]
+ *     mode 2 ("y"): dPhi/dy  (shape of y)   gy[e,oy+j]   = sum_{c,p} w[e,c,p] sum_ik C_p[i,j,k] x[e,c,ox+i] g[e,c,oz+k]
+ *     mode 3 ("w"): dPhi/dw  (shape of w)   gw[e,c,p]    = sum_ijk C_p[i,j,k] x[e,c,ox+i] y[e,oy+j] g[e,c,oz+k]
+ *
+ * Contributions of paths that share an output block are summed.  Only the edges
+ * [e_start, e_stop) are processed, and their rows of `out` are overwritten (rows of
+ * other edges are left untouched), so that Python threads can split the edge range:
+ * the GIL is released during the loop.
+ *
+ * Algorithm, per edge: fold y into the couplings, M_p[i,k] = sum_j C_p[i,j,k] y[e,oy+j],
+ * kept only on the (i, k) pairs that occur in the COO lists; then, per block of up to 32
+ * channels, transpose the channel rows into channel-innermost scratch (converted to
+ * double; 8 x 8 tiles transposed in registers) so that every pair becomes a few SIMD
+ * multiply-adds across channels, and transpose the result back (through a staging buffer
+ * and non-temporal stores when the output is large).  Mode "y" instead accumulates
+ * T_p[i,k] = sum_c w[e,c,p] x[e,c,ox+i] g[e,c,oz+k] over channels and then applies
+ * gy[e,oy+j] += sum_ik C_p[i,j,k] T_p[i,k].  All arithmetic is done in double, for
+ * float32 inputs too.  The output blocks of the paths must be disjoint (as in the
+ * contiguous layout oz_p = sum_{q<p} dz_q).
+ *
+ * Only the buffer protocol is used (no NumPy C API).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define FUSED_STREAM 1
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FORCE_INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define FORCE_INLINE static __forceinline
+#else
+#define FORCE_INLINE static inline
+#endif
+
+/* CB doubles per SIMD vector (one AVX-512 or two AVX2 registers; the tile transposes assume
+ * CB == 8); a channel block holds NV = 1, 2 or 4 vectors, i.e. up to WMAX channels. */
+#define CB 8
+#define NVMAX 4
+#define WMAX (CB * NVMAX)
+
+/* One SIMD vector of CB doubles (GCC/Clang vector extensions; plain loops elsewhere).  All
+ * scratch rows are 64-byte aligned. */
+#if defined(__GNUC__) || defined(__clang__)
+typedef double vec __attribute__((vector_size(CB * sizeof(double))));
+#define VLOAD(p) (*(const vec *)(p))
+#define VSTORE(p, a) (*(vec *)(p) = (a))
+#define VZERO ((vec){0})
+#define VADD(a, b) ((a) + (b))
+#define VMUL(a, b) ((a) * (b))
+#define VFMA(acc, m, a) ((acc) + (m) * (a))
+#else
+typedef struct {
+    double v[CB];
+} vec;
+static inline vec VLOAD(const double *p) {
+    vec r;
+    for (int i = 0; i < CB; i++) r.v[i] = p[i];
+    return r;
+}
+static inline void VSTORE(double *p, vec a) {
+    for (int i = 0; i < CB; i++) p[i] = a.v[i];
+}
+static const vec vzero_ = {{0}};
+#define VZERO vzero_
+static inline vec VADD(vec a, vec b) {
+    for (int i = 0; i < CB; i++) a.v[i] += b.v[i];
+    return a;
+}
+static inline vec VMUL(vec a, vec b) {
+    for (int i = 0; i < CB; i++) a.v[i] *= b.v[i];
+    return a;
+}
+static inline vec VFMA(vec acc, double m, vec a) {
+    for (int i = 0; i < CB; i++) acc.v[i] += m * a.v[i];
+    return acc;
+}
+#endif
+
+enum { MODE_Z = 0, MODE_X = 1, MODE_Y = 2, MODE_W = 3 };
+enum { FMT_F64 = 0, FMT_F32 = 1 };
+
+/* ------------------------------------------------------------------------- */
+/* aligned scratch                                                            */
+
+static void *aligned_calloc(size_t n_doubles, void **base) {
+    size_t bytes = (n_doubles + 1) * sizeof(double) + 64;
+    char *raw = (char *)calloc(1, bytes);
+    *base = raw;
+    if (raw == NULL) return NULL;
+    uintptr_t a = ((uintptr_t)raw + 63u) & ~(uintptr_t)63u;
+    return (void *)a;
+}
+
+/* ------------------------------------------------------------------------- */
+/* plan: the (i, k) pairs of every path, as flat lists of scratch rows        */
+
+/* All loops of the edge kernel are flat (one loop over all pairs, over all COO entries or over
+ * all output rows), so that no short, data-dependent inner loop costs branch mispredictions.
+ * Pairs are ordered round-robin over their destination row, so that consecutive
+ * read-modify-write updates of the scratch rarely touch the same row. */
+typedef struct {
+    int P, DX, DY, DZ;
+    int nnz, npairs;
+    int32_t *pair_x;    /* (npairs,) row ox_p + i of x */
+    int32_t *pair_z;    /* (npairs,) row oz_p + k of g / z */
+    int32_t *coo_pair;  /* (nnz,) pair of each COO entry */
+    int32_t *coo_y;     /* (nnz,) row oy_p + j of y */
+    double *coo_val;    /* (nnz,) value, as double */
+    int32_t *zrow_path; /* (DZ,) path owning row r of g / z; P where none does */
+} Plan;
+
+static void plan_free(Plan *pl) {
+    free(pl->pair_x);
+    free(pl->pair_z);
+    free(pl->coo_pair);
+    free(pl->coo_y);
+    free(pl->coo_val);
+    free(pl->zrow_path);
+}
+
+/* Build the plan (no Python calls; may run without the GIL).  The output blocks of the paths
+ * (rows oz_p .. oz_p + dz_p - 1) must be disjoint (checked by the caller).  Returns 0 on
+ * success, -1 on OOM. */
+static int plan_build(Plan *pl, int mode, const int32_t *meta, const int32_t *coo_ptr, const int32_t *coo_i,
+                      const int32_t *coo_j, const int32_t *coo_k) {
+    const int P = pl->P, nnz = pl->nnz;
+    size_t max_cells = 1;
+    for (int p = 0; p < P; p++) {
+        const size_t cells = (size_t)meta[6 * p + 1] * (size_t)meta[6 * p + 5];
+        if (cells > max_cells) max_cells = cells;
+    }
+    const size_t nz = (size_t)(nnz > 0 ? nnz : 1);
+    const size_t ndst = (size_t)(pl->DX > pl->DZ ? pl->DX : pl->DZ) + 1;
+    pl->pair_x = (int32_t *)malloc(nz * sizeof(int32_t));
+    pl->pair_z = (int32_t *)malloc(nz * sizeof(int32_t));
+    pl->coo_pair = (int32_t *)malloc(nz * sizeof(int32_t));
+    pl->coo_y = (int32_t *)malloc(nz * sizeof(int32_t));
+    pl->zrow_path = (int32_t *)malloc(((size_t)pl->DZ + 1) * sizeof(int32_t));
+    int32_t *cell = (int32_t *)malloc(max_cells * sizeof(int32_t));
+    int32_t *px = (int32_t *)malloc(nz * sizeof(int32_t)), *pz = (int32_t *)malloc(nz * sizeof(int32_t));
+    int32_t *rank = (int32_t *)malloc(nz * sizeof(int32_t)), *newpos = (int32_t *)malloc(nz * sizeof(int32_t));
+    int32_t *count = (int32_t *)calloc(ndst > nz + 1 ? ndst : nz + 1, sizeof(int32_t));
+    int rc = -1;
+    if (!pl->pair_x || !pl->pair_z || !pl->coo_pair || !pl->coo_y || !pl->zrow_path || !cell || !px || !pz || !rank ||
+        !newpos || !count)
+        goto out;
+
+    for (int r = 0; r < pl->DZ; r++) pl->zrow_path[r] = P;
+    /* pairs in natural order: per path, the distinct (i, k) of its COO entries */
+    int q = 0;
+    for (int p = 0; p < P; p++) {
+        const int32_t *m = meta + 6 * p;
+        const int dz = m[5];
+        for (int k = 0; k < dz; k++) pl->zrow_path[m[4] + k] = p;
+        for (size_t c = 0; c < (size_t)m[1] * (size_t)dz; c++) cell[c] = -1;
+        for (int n = coo_ptr[p]; n < coo_ptr[p + 1]; n++) {
+            const size_t c = (size_t)coo_i[n] * dz + coo_k[n];
+            if (cell[c] < 0) {
+                cell[c] = q;
+                px[q] = m[0] + coo_i[n];
+                pz[q] = m[4] + coo_k[n];
+                q++;
+            }
+            pl->coo_pair[n] = cell[c];
+            pl->coo_y[n] = m[2] + coo_j[n];
+        }
+    }
+    pl->npairs = q;
+    /* round-robin order over the destination row: stable counting sort by rank within it */
+    const int32_t *dst = mode == MODE_X ? px : pz;
+    int maxrank = 0;
+    for (int t = 0; t < q; t++) {
+        rank[t] = count[dst[t]]++;
+        if (rank[t] + 1 > maxrank) maxrank = rank[t] + 1;
+    }
+    memset(count, 0, ((size_t)maxrank + 1) * sizeof(int32_t));
+    for (int t = 0; t < q; t++) count[rank[t] + 1]++;
+    for (int r = 0; r < maxrank; r++) count[r + 1] += count[r];
+    for (int t = 0; t < q; t++) newpos[t] = count[rank[t]]++;
+    for (int t = 0; t < q; t++) {
+        pl->pair_x[newpos[t]] = px[t];
+        pl->pair_z[newpos[t]] = pz[t];
+    }
+    for (int n = 0; n < nnz; n++) pl->coo_pair[n] = newpos[pl->coo_pair[n]];
+    rc = 0;
+out:
+    free(cell);
+    free(px);
+    free(pz);
+    free(rank);
+    free(newpos);
+    free(count);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------- */
+/* transposes between rows of the arrays and channel-innermost scratch         */
+
+/* With GCC >= 12 or Clang, full 8 x 8 tiles are transposed in registers (24 two-vector
+ * shuffles); leftover rows, and partial groups of channels, use scalar loops. */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define FUSED_SIMD_TRANSPOSE 1
+#define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+/* unaligned (and aliasing) 8-element vectors of the array element types */
+typedef double vu_f64 __attribute__((vector_size(8 * sizeof(double)), aligned(sizeof(double)), may_alias));
+typedef float vu_f32 __attribute__((vector_size(8 * sizeof(float)), aligned(sizeof(float)), may_alias));
+
+/* in place: a[r][c] -> a[c][r] */
+static inline void transpose8(vec *a) {
+    const vec t0 = SHUF(a[0], a[1], 0, 8, 2, 10, 4, 12, 6, 14), t1 = SHUF(a[0], a[1], 1, 9, 3, 11, 5, 13, 7, 15);
+    const vec t2 = SHUF(a[2], a[3], 0, 8, 2, 10, 4, 12, 6, 14), t3 = SHUF(a[2], a[3], 1, 9, 3, 11, 5, 13, 7, 15);
+    const vec t4 = SHUF(a[4], a[5], 0, 8, 2, 10, 4, 12, 6, 14), t5 = SHUF(a[4], a[5], 1, 9, 3, 11, 5, 13, 7, 15);
+    const vec t6 = SHUF(a[6], a[7], 0, 8, 2, 10, 4, 12, 6, 14), t7 = SHUF(a[6], a[7], 1, 9, 3, 11, 5, 13, 7, 15);
+    const vec u0 = SHUF(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13), u2 = SHUF(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);
+    const vec u1 = SHUF(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13), u3 = SHUF(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);
+    const vec u4 = SHUF(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13), u6 = SHUF(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
+    const vec u5 = SHUF(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13), u7 = SHUF(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
+    a[0] = SHUF(u0, u4, 0, 1, 2, 3, 8, 9, 10, 11);
+    a[4] = SHUF(u0, u4, 4, 5, 6, 7, 12, 13, 14, 15);
+    a[1] = SHUF(u1, u5, 0, 1, 2, 3, 8, 9, 10, 11);
+    a[5] = SHUF(u1, u5, 4, 5, 6, 7, 12, 13, 14, 15);
+    a[2] = SHUF(u2, u6, 0, 1, 2, 3, 8, 9, 10, 11);
+    a[6] = SHUF(u2, u6, 4, 5, 6, 7, 12, 13, 14, 15);
+    a[3] = SHUF(u3, u7, 0, 1, 2, 3, 8, 9, 10, 11);
+    a[7] = SHUF(u3, u7, 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
+#define TILE_LOAD(SUF)                                                                                 \
+    if (nb == CB) {                                                                                    \
+        for (; r0 + CB <= D; r0 += CB) {                                                               \
+            vec a[CB];                                                                                 \
+            for (int v = 0; v < CB; v++)                                                               \
+                a[v] = __builtin_convertvector(*(const vu_##SUF *)(src + (size_t)v * D + r0), vec);    \
+            transpose8(a);                                                                             \
+            for (int t = 0; t < CB; t++) VSTORE(dst + (size_t)(r0 + t) * W, a[t]);                     \
+        }                                                                                              \
+    }
+#define TILE_STORE(SUF)                                                                                \
+    if (nb == CB) {                                                                                    \
+        for (; r0 + CB <= D; r0 += CB) {                                                               \
+            vec a[CB];                                                                                 \
+            for (int t = 0; t < CB; t++) a[t] = VLOAD(src + (size_t)(r0 + t) * W);                     \
+            transpose8(a);                                                                             \
+            for (int v = 0; v < CB; v++)                                                               \
+                *(vu_##SUF *)(dst + (size_t)v * D + r0) = __builtin_convertvector(a[v], vu_##SUF);     \
+        }                                                                                              \
+    }
+#else
+#define TILE_LOAD(SUF)
+#define TILE_STORE(SUF)
+#endif
+
+/* One group of up to CB channels.  load8: dst[r*W + v] = src[v*D + r] for v < nb, r < D, and
+ * 0 for nb <= v < CB;  store8: dst[v*D + r] = src[r*W + v] for v < nb, r < D.  Array rows are
+ * D long, scratch rows W doubles apart. */
+#define DEFINE_IO(T, SUF)                                                                              \
+    static void load8_##SUF(const T *src, int nb, int D, double *dst, int W) {                        \
+        int r0 = 0;                                                                                    \
+        TILE_LOAD(SUF)                                                                                 \
+        for (int v = 0; v < nb; v++) {                                                                 \
+            const T *s = src + (size_t)v * D;                                                          \
+            double *d = dst + v;                                                                       \
+            for (size_t r = (size_t)r0; r < (size_t)D; r++) d[r * W] = (double)s[r];                   \
+        }                                                                                              \
+        for (int v = nb; v < CB; v++)                                                                  \
+            for (size_t r = (size_t)r0; r < (size_t)D; r++) dst[r * W + v] = 0.0;                      \
+    }                                                                                                  \
+    static void store8_##SUF(const double *src, int nb, int D, T *dst, int W) {                       \
+        int r0 = 0;                                                                                    \
+        TILE_STORE(SUF)                                                                                \
+        for (int v = 0; v < nb; v++) {                                                                 \
+            T *d = dst + (size_t)v * D;                                                                \
+            const double *s = src + v;                                                                 \
+            for (size_t r = (size_t)r0; r < (size_t)D; r++) d[r] = (T)s[r * W];                        \
+        }                                                                                              \
+    }
+
+DEFINE_IO(double, f64)
+DEFINE_IO(float, f32)
+
+/* nb (<= W) channel rows of an array (element offset off) -> scratch rows of width W */
+static void load_rows(int fmt, const void *base, size_t off, int nb, int D, double *dst, int W) {
+    for (int s = 0; s * CB < W; s++) {
+        const int n = nb - s * CB < 0 ? 0 : nb - s * CB > CB ? CB : nb - s * CB;
+        const size_t o = off + (size_t)s * CB * (size_t)D;
+        if (fmt == FMT_F64)
+            load8_f64((const double *)base + (n ? o : off), n, D, dst + s * CB, W);
+        else
+            load8_f32((const float *)base + (n ? o : off), n, D, dst + s * CB, W);
+    }
+}
+
+/* scratch rows of width W -> nb channel rows of an array (element offset off) */
+static void store_rows(int fmt, const double *src, int nb, int D, void *base, size_t off, int W) {
+    for (int s = 0; s * CB < nb; s++) {
+        const int n = nb - s * CB > CB ? CB : nb - s * CB;
+        const size_t o = off + (size_t)s * CB * (size_t)D;
+        if (fmt == FMT_F64)
+            store8_f64(src + s * CB, n, D, (double *)base + o, W);
+        else
+            store8_f32(src + s * CB, n, D, (float *)base + o, W);
+    }
+}
+
+static inline double load_scalar(int fmt, const void *base, size_t off) {
+    return fmt == FMT_F64 ? ((const double *)base)[off] : (double)((const float *)base)[off];
+}
+
+static inline void store_scalar(int fmt, void *base, size_t off, double v) {
+    if (fmt == FMT_F64)
+        ((double *)base)[off] = v;
+    else
+        ((float *)base)[off] = (float)v;
+}
+
+/* Copy n bytes with non-temporal stores where available: large outputs then skip the
+ * read-for-ownership of every destination cache line and do not evict the inputs. */
+static void stream_copy(void *dst, const void *src, size_t n) {
+#ifdef FUSED_STREAM
+    char *d = (char *)dst;
+    const char *s = (const char *)src;
+    size_t head = (16u - ((uintptr_t)d & 15u)) & 15u;
+    if (head > n) head = n;
+    memcpy(d, s, head);
+    d += head;
+    s += head;
+    n -= head;
+    for (; n >= 64; n -= 64, d += 64, s += 64) {
+        const __m128i a = _mm_loadu_si128((const __m128i *)s), b = _mm_loadu_si128((const __m128i *)(s + 16));
+        const __m128i c = _mm_loadu_si128((const __m128i *)(s + 32)), e = _mm_loadu_si128((const __m128i *)(s + 48));
+        _mm_stream_si128((__m128i *)d, a);
+        _mm_stream_si128((__m128i *)(d + 16), b);
+        _mm_stream_si128((__m128i *)(d + 32), c);
+        _mm_stream_si128((__m128i *)(d + 48), e);
+    }
+    for (; n >= 16; n -= 16, d += 16, s += 16) _mm_stream_si128((__m128i *)d, _mm_loadu_si128((const __m128i *)s));
+    memcpy(d, s, n);
+#else
+    memcpy(dst, src, n);
+#endif
+}
+
+/* outputs larger than this (bytes per call) are written with non-temporal stores */
+#define STREAM_MIN_BYTES ((size_t)4 << 20)
+
+/* ------------------------------------------------------------------------- */
+/* the edge loop                                                              */
+
+typedef struct {
+    int mode, fmt;
+    Py_ssize_t C;
+    const void *x, *y, *w, *g;
+    void *out;
+    Py_ssize_t e_start, e_stop;
+} Job;
+
+/* per-call state of run_edges: plan, job and scratch (rows of WMAX doubles unless noted) */
+typedef struct {
+    const Plan *pl;
+    const Job *jb;
+    double *xt;  /* (DX, W) */
+    double *gt;  /* (DZ, W) */
+    double *wt;  /* (P + 1, W); row P stays zero (rows of g that no path owns) */
+    double *ot;  /* (max(DX, DZ, P + 1), W) output rows */
+    double *tmp; /* (DZ, W) w * g (modes x, y) or u (mode w) */
+    double *T;   /* (npairs, CB) mode y accumulators */
+    double *M;   /* (npairs,) folded couplings of the current edge */
+    void *dst_base;
+    int stream;
+} Ctx;
+
+/* One block of nb <= NV * CB channels starting at channel c0 of edge e.  NV is a literal at
+ * every call site, so the channel loops unroll into NV independent SIMD operations. */
+FORCE_INLINE void block_body(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb, const int NV) {
+    const Plan *pl = cx->pl;
+    const Job *jb = cx->jb;
+    const int W = NV * CB, P = pl->P, DX = pl->DX, DZ = pl->DZ, npairs = pl->npairs;
+    const int mode = jb->mode, fmt = jb->fmt;
+    const int32_t *restrict pair_x = pl->pair_x, *restrict pair_z = pl->pair_z, *restrict zp = pl->zrow_path;
+    const double *restrict M = cx->M;
+    double *restrict xt = cx->xt, *restrict gt = cx->gt, *restrict wt = cx->wt, *restrict ot = cx->ot;
+    double *restrict tmp = cx->tmp;
+    const size_t row = (size_t)e * (size_t)jb->C + (size_t)c0;
+    const size_t orow = cx->stream ? (size_t)c0 : row;
+
+    if (mode != MODE_X) load_rows(fmt, jb->x, row * DX, nb, DX, xt, W);
+    if (mode != MODE_Z) load_rows(fmt, jb->g, row * DZ, nb, DZ, gt, W);
+    if (mode != MODE_W) load_rows(fmt, jb->w, row * P, nb, P, wt, W);
+    if (mode == MODE_X || mode == MODE_Y) /* tmp[r] = w[path(r)] * g[r] */
+        for (int r = 0; r < DZ; r++)
+            for (int s = 0; s < NV; s++)
+                VSTORE(tmp + (size_t)r * W + s * CB,
+                       VMUL(VLOAD(wt + (size_t)zp[r] * W + s * CB), VLOAD(gt + (size_t)r * W + s * CB)));
+
+    if (mode == MODE_Z) {
+        /* z[oz+k] = w_p * sum_i M[i,k] x[ox+i] */
+        memset(ot, 0, (size_t)DZ * W * sizeof(double));
+        for (int t = 0; t < npairs; t++) {
+            double *d = ot + (size_t)pair_z[t] * W;
+            const double *a = xt + (size_t)pair_x[t] * W;
+            const double m = M[t];
+            for (int s = 0; s < NV; s++) VSTORE(d + s * CB, VFMA(VLOAD(d + s * CB), m, VLOAD(a + s * CB)));
+        }
+        for (int r = 0; r < DZ; r++) {
+            double *d = ot + (size_t)r * W;
+            const double *a = wt + (size_t)zp[r] * W;
+            for (int s = 0; s < NV; s++) VSTORE(d + s * CB, VMUL(VLOAD(d + s * CB), VLOAD(a + s * CB)));
+        }
+        store_rows(fmt, ot, nb, DZ, cx->dst_base, orow * DZ, W);
+    } else if (mode == MODE_X) {
+        /* gx[ox+i] = sum_{p,k} M[i,k] w_p g[oz+k] */
+        memset(ot, 0, (size_t)DX * W * sizeof(double));
+        for (int t = 0; t < npairs; t++) {
+            double *d = ot + (size_t)pair_x[t] * W;
+            const double *a = tmp + (size_t)pair_z[t] * W;
+            const double m = M[t];
+            for (int s = 0; s < NV; s++) VSTORE(d + s * CB, VFMA(VLOAD(d + s * CB), m, VLOAD(a + s * CB)));
+        }
+        store_rows(fmt, ot, nb, DX, cx->dst_base, orow * DX, W);
+    } else if (mode == MODE_W) {
+        /* u[oz+k] = sum_i M[i,k] x[ox+i];  gw[p] = sum_k u[oz+k] g[oz+k] */
+        memset(tmp, 0, (size_t)DZ * W * sizeof(double));
+        memset(ot, 0, (size_t)(P + 1) * W * sizeof(double));
+        for (int t = 0; t < npairs; t++) {
+            double *d = tmp + (size_t)pair_z[t] * W;
+            const double *a = xt + (size_t)pair_x[t] * W;
+            const double m = M[t];
+            for (int s = 0; s < NV; s++) VSTORE(d + s * CB, VFMA(VLOAD(d + s * CB), m, VLOAD(a + s * CB)));
+        }
+        for (int r = 0; r < DZ; r++) {
+            double *d = ot + (size_t)zp[r] * W;
+            const double *a = tmp + (size_t)r * W, *b = gt + (size_t)r * W;
+            for (int s = 0; s < NV; s++)
+                VSTORE(d + s * CB, VADD(VLOAD(d + s * CB), VMUL(VLOAD(a + s * CB), VLOAD(b + s * CB))));
+        }
+        store_rows(fmt, ot, nb, P, cx->dst_base, orow * P, W);
+    } else { /* MODE_Y: T[q] += x[ox+i] w_p g[oz+k], summed over the NV vectors of the block */
+        double *restrict T = cx->T;
+        for (int t = 0; t < npairs; t++) {
+            const double *a = xt + (size_t)pair_x[t] * W, *b = tmp + (size_t)pair_z[t] * W;
+            vec acc = VLOAD(T + (size_t)t * CB);
+            for (int s = 0; s < NV; s++) acc = VADD(acc, VMUL(VLOAD(a + s * CB), VLOAD(b + s * CB)));
+            VSTORE(T + (size_t)t * CB, acc);
+        }
+    }
+}
+
+static void block_nv1(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb) { block_body(cx, e, c0, nb, 1); }
+static void block_nv2(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb) { block_body(cx, e, c0, nb, 2); }
+static void block_nv4(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb) { block_body(cx, e, c0, nb, 4); }
+
+/* Returns 0 on success, -1 on OOM. */
+static int run_edges(const Plan *pl, const Job *jb) {
+    const int P = pl->P, DX = pl->DX, DY = pl->DY, DZ = pl->DZ, npairs = pl->npairs, nnz = pl->nnz;
+    const int mode = jb->mode, fmt = jb->fmt;
+    const Py_ssize_t C = jb->C;
+    const int32_t *coo_pair = pl->coo_pair, *coo_y = pl->coo_y;
+    const double *coo_val = pl->coo_val;
+
+    /* rows per channel of the output (mode y writes one short row per edge directly) */
+    const int Dout = mode == MODE_Z ? DZ : mode == MODE_X ? DX : P;
+    const size_t itemsize = fmt == FMT_F64 ? sizeof(double) : sizeof(float);
+    const size_t edge_bytes = (size_t)C * (size_t)Dout * itemsize;
+    const int stream = mode != MODE_Y && edge_bytes * (size_t)(jb->e_stop - jb->e_start) >= STREAM_MIN_BYTES;
+
+    int orows = DX > DZ ? DX : DZ;
+    if (P + 1 > orows) orows = P + 1;
+#define ROUND(n) ((((size_t)(n) + WMAX - 1) / WMAX) * WMAX)
+    const size_t nstage = stream ? (edge_bytes + sizeof(double) - 1) / sizeof(double) : 0;
+    const size_t sizes[] = {
+        (size_t)DX * WMAX, (size_t)DZ * WMAX, (size_t)(P + 1) * WMAX, (size_t)orows * WMAX, (size_t)DZ * WMAX,
+        ROUND((size_t)npairs * CB), ROUND(npairs), ROUND(npairs), ROUND(DY), ROUND(DY), ROUND(nstage)};
+#undef ROUND
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) total += sizes[i];
+    void *base;
+    double *mem = (double *)aligned_calloc(total, &base);
+    if (mem == NULL) return -1;
+    double *ptrs[sizeof(sizes) / sizeof(sizes[0])];
+    for (size_t i = 0, o = 0; i < sizeof(sizes) / sizeof(sizes[0]); o += sizes[i], i++) ptrs[i] = mem + o;
+    double *Ts = ptrs[7], *yrow = ptrs[8], *gyrow = ptrs[9], *stage = ptrs[10];
+    Ctx cx = {pl, jb, ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], ptrs[5], ptrs[6], stream ? (void *)stage : jb->out,
+              stream};
+
+    for (Py_ssize_t e = jb->e_start; e < jb->e_stop; e++) {
+        if (mode != MODE_Y) {
+            /* fold y into the pair matrices: M[q] = sum over the COO entries n of pair q of val * y */
+            double *restrict M = cx.M;
+            for (int r = 0; r < DY; r++) yrow[r] = load_scalar(fmt, jb->y, (size_t)e * DY + r);
+            for (int t = 0; t < npairs; t++) M[t] = 0.0;
+            for (int n = 0; n < nnz; n++) M[coo_pair[n]] += coo_val[n] * yrow[coo_y[n]];
+        } else {
+            memset(cx.T, 0, (size_t)npairs * CB * sizeof(double));
+        }
+
+        for (Py_ssize_t c0 = 0; c0 < C;) {
+            const Py_ssize_t rem = C - c0;
+            if (rem >= 4 * CB) {
+                block_nv4(&cx, e, c0, 4 * CB);
+                c0 += 4 * CB;
+            } else if (rem >= 2 * CB) {
+                block_nv2(&cx, e, c0, 2 * CB);
+                c0 += 2 * CB;
+            } else {
+                block_nv1(&cx, e, c0, (int)(rem < CB ? rem : CB));
+                c0 += CB;
+            }
+        }
+
+        if (stream) stream_copy((char *)jb->out + (size_t)e * edge_bytes, stage, edge_bytes);
+
+        if (mode == MODE_Y) {
+            /* gy[oy+j] = sum_n C_n T[pair(n)] summed over the channel lanes */
+            for (int t = 0; t < npairs; t++) {
+                const double *d = cx.T + (size_t)t * CB;
+                double acc = 0.0;
+                for (int v = 0; v < CB; v++) acc += d[v];
+                Ts[t] = acc;
+            }
+            for (int r = 0; r < DY; r++) gyrow[r] = 0.0;
+            for (int n = 0; n < nnz; n++) gyrow[coo_y[n]] += coo_val[n] * Ts[coo_pair[n]];
+            for (int r = 0; r < DY; r++) store_scalar(fmt, jb->out, (size_t)e * DY + r, gyrow[r]);
+        }
+    }
+#ifdef FUSED_STREAM
+    if (stream) _mm_sfence(); /* order the non-temporal stores before returning */
+#endif
+    free(base);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* argument handling                                                          */
+
+/* Classify a buffer format string: 'd' float64, 'f' float32, 'i' int32; -1 otherwise. */
+static int format_code(const Py_buffer *b) {
+    const char *f = b->format ? b->format : "B";
+    if (*f == '@' || *f == '=') f++;
+#if PY_LITTLE_ENDIAN
+    else if (*f == '<')
+        f++;
+#else
+    else if (*f == '>' || *f == '!')
+        f++;
+#endif
+    if (f[0] == '\0' || f[1] != '\0') return -1;
+    if (f[0] == 'd' && b->itemsize == 8) return 'd';
+    if (f[0] == 'f' && b->itemsize == 4) return 'f';
+    if ((f[0] == 'i' || f[0] == 'l') && b->itemsize == 4) return 'i';
+    return -1;
+}
+
+#define MAXBUF 12
+
+typedef struct {
+    Py_buffer views[MAXBUF];
+    int n;
+} Buffers;
+
+static void release_all(Buffers *bs) {
+    for (int i = 0; i < bs->n; i++) PyBuffer_Release(&bs->views[i]);
+    bs->n = 0;
+}
+
+/* Acquire a C-contiguous buffer of `ndim` dimensions; on failure set ValueError/TypeError and return NULL. */
+static Py_buffer *get_buffer(Buffers *bs, PyObject *obj, const char *name, int ndim, int writable) {
+    Py_buffer *b = &bs->views[bs->n];
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, b, flags) != 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s must be a C-contiguous%s buffer (e.g. a NumPy array), got %.100s", name,
+                     writable ? " writable" : "", Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    bs->n++;
+    if (b->ndim != ndim) {
+        PyErr_Format(PyExc_ValueError, "%s must have %d dimensions, got %d", name, ndim, b->ndim);
+        return NULL;
+    }
+    return b;
+}
+
+static int check_dims(const Py_buffer *b, const char *name, int ndim, const Py_ssize_t *want) {
+    for (int d = 0; d < ndim; d++) {
+        if (b->shape[d] != want[d]) {
+            char got[160], exp[160];
+            int pg = 0, pe = 0;
+            for (int t = 0; t < ndim; t++) {
+                pg += snprintf(got + pg, sizeof(got) - (size_t)pg, "%s%zd", t ? ", " : "", b->shape[t]);
+                pe += snprintf(exp + pe, sizeof(exp) - (size_t)pe, "%s%zd", t ? ", " : "", want[t]);
+            }
+            PyErr_Format(PyExc_ValueError, "%s has shape (%s), expected (%s)", name, got, exp);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(phi_grad_doc,
+             "phi_grad(mode, x, y, w, g, out, meta, coo_ptr, coo_i, coo_j, coo_k, coo_val, e_start, e_stop)\n"
+             "--\n\n"
+             "Write one partial gradient of Phi(x, y, w, g) into out[e_start:e_stop].\n\n"
+             "Phi = sum_{e,c,p,i,j,k} w[e,c,p] C_p[i,j,k] x[e,c,ox_p+i] y[e,oy_p+j] g[e,c,oz_p+k].\n"
+             "mode: 0 -> dPhi/dg (out like g, the forward product z), 1 -> dPhi/dx (out like x),\n"
+             "2 -> dPhi/dy (out like y), 3 -> dPhi/dw (out like w).\n"
+             "x (E, C, DX), y (E, DY), w (E, C, P), g (E, C, DZ): C-contiguous float64 or float32\n"
+             "buffers of one format; the array that `mode` replaces may be None.\n"
+             "meta: int32 (P, 6) rows (ox, dx, oy, dy, oz, dz); COO coupling lists: coo_ptr int32 (P+1,),\n"
+             "coo_i/coo_j/coo_k int32 (nnz,), coo_val float64 or float32 (nnz,).\n"
+             "Rows of out for edges outside [e_start, e_stop) are not touched. The GIL is released.");
+
+static PyObject *py_phi_grad(PyObject *self, PyObject *args) {
+    (void)self;
+    int mode;
+    PyObject *ox_, *oy_, *ow_, *og_, *oout, *ometa, *optr, *oi, *oj, *ok, *oval;
+    Py_ssize_t e_start, e_stop;
+    if (!PyArg_ParseTuple(args, "iOOOOOOOOOOOnn:phi_grad", &mode, &ox_, &oy_, &ow_, &og_, &oout, &ometa, &optr, &oi,
+                          &oj, &ok, &oval, &e_start, &e_stop))
+        return NULL;
+    if (mode < 0 || mode > 3) {
+        PyErr_Format(PyExc_ValueError, "mode must be 0 (z), 1 (x), 2 (y) or 3 (w), got %d", mode);
+        return NULL;
+    }
+    Buffers bs;
+    bs.n = 0;
+    Plan pl;
+    memset(&pl, 0, sizeof(pl));
+    PyObject *result = NULL;
+
+    /* integer tables */
+    Py_buffer *bmeta = get_buffer(&bs, ometa, "meta", 2, 0);
+    if (!bmeta) goto done;
+    if (format_code(bmeta) != 'i' || bmeta->shape[1] != 6) {
+        PyErr_SetString(PyExc_ValueError, "meta must be an int32 array of shape (P, 6)");
+        goto done;
+    }
+    const Py_ssize_t P = bmeta->shape[0];
+    Py_buffer *bptr = get_buffer(&bs, optr, "coo_ptr", 1, 0);
+    if (!bptr) goto done;
+    if (format_code(bptr) != 'i' || bptr->shape[0] != P + 1) {
+        PyErr_Format(PyExc_ValueError, "coo_ptr must be an int32 array of shape (%zd,)", P + 1);
+        goto done;
+    }
+    Py_buffer *bi = get_buffer(&bs, oi, "coo_i", 1, 0);
+    if (!bi) goto done;
+    const Py_ssize_t nnz = bi->shape[0];
+    Py_buffer *bj = get_buffer(&bs, oj, "coo_j", 1, 0);
+    if (!bj) goto done;
+    Py_buffer *bk = get_buffer(&bs, ok, "coo_k", 1, 0);
+    if (!bk) goto done;
+    Py_buffer *bval = get_buffer(&bs, oval, "coo_val", 1, 0);
+    if (!bval) goto done;
+    if (format_code(bi) != 'i' || format_code(bj) != 'i' || format_code(bk) != 'i' || bj->shape[0] != nnz ||
+        bk->shape[0] != nnz) {
+        PyErr_SetString(PyExc_ValueError, "coo_i, coo_j, coo_k must be int32 arrays of one length");
+        goto done;
+    }
+    const int vfmt = format_code(bval);
+    if ((vfmt != 'd' && vfmt != 'f') || bval->shape[0] != nnz) {
+        PyErr_Format(PyExc_ValueError, "coo_val must be a float64 or float32 array of shape (%zd,)", nnz);
+        goto done;
+    }
+    if (P > INT32_MAX / 8 || nnz > INT32_MAX / 8) {
+        PyErr_SetString(PyExc_ValueError, "too many paths or coupling entries");
+        goto done;
+    }
+
+    const int32_t *meta = (const int32_t *)bmeta->buf;
+    const int32_t *cptr = (const int32_t *)bptr->buf;
+    const int32_t *ci = (const int32_t *)bi->buf, *cj = (const int32_t *)bj->buf, *ck = (const int32_t *)bk->buf;
+
+    /* float arrays: shapes follow from meta and the arrays themselves */
+    PyObject *objs[4] = {ox_, oy_, ow_, og_};
+    static const char *names[4] = {"x", "y", "w", "g"};
+    static const int ndims[4] = {3, 2, 3, 3};
+    const int skip = mode == MODE_Z ? 3 : mode == MODE_X ? 0 : mode == MODE_Y ? 1 : 2; /* replaced array */
+    Py_buffer *fb[4] = {NULL, NULL, NULL, NULL};
+    int fmt = -1;
+    const char *fmt_from = NULL;
+    for (int a = 0; a < 4; a++) {
+        if (a == skip && objs[a] == Py_None) continue;
+        fb[a] = get_buffer(&bs, objs[a], names[a], ndims[a], 0);
+        if (!fb[a]) goto done;
+    }
+    Py_buffer *bout = get_buffer(&bs, oout, "out", ndims[skip], 1);
+    if (!bout) goto done;
+    for (int a = 0; a < 5; a++) {
+        Py_buffer *b = a < 4 ? fb[a] : bout;
+        const char *nm = a < 4 ? names[a] : "out";
+        if (!b) continue;
+        int c = format_code(b);
+        if (c != 'd' && c != 'f') {
+            PyErr_Format(PyExc_ValueError, "%s must hold float64 or float32, got buffer format '%s'", nm,
+                         b->format ? b->format : "B");
+            goto done;
+        }
+        if (fmt < 0) {
+            fmt = c;
+            fmt_from = nm;
+        } else if (c != fmt) {
+            PyErr_Format(PyExc_ValueError, "dtype mismatch: %s is %s but %s is %s", nm,
+                         c == 'd' ? "float64" : "float32", fmt_from, fmt == 'd' ? "float64" : "float32");
+            goto done;
+        }
+    }
+    /* E, C from out and the present arrays */
+    const Py_ssize_t E = bout->shape[0];
+    Py_ssize_t C = -1, DX = -1, DY = -1, DZ = -1;
+    if (mode != MODE_Y) C = bout->shape[1];
+    for (int a = 0; a < 4 && C < 0; a++)
+        if (fb[a] && a != 1) C = fb[a]->shape[1];
+    if (C < 0) {
+        PyErr_SetString(PyExc_ValueError, "cannot determine the number of channels");
+        goto done;
+    }
+    DX = fb[0] ? fb[0]->shape[2] : bout->shape[2];
+    DY = fb[1] ? fb[1]->shape[1] : bout->shape[1];
+    DZ = fb[3] ? fb[3]->shape[2] : bout->shape[2];
+    {
+        const Py_ssize_t sx[3] = {E, C, DX}, sy[2] = {E, DY}, sw[3] = {E, C, P}, sg[3] = {E, C, DZ};
+        const Py_ssize_t *want[4] = {sx, sy, sw, sg};
+        for (int a = 0; a < 4; a++)
+            if (fb[a] && check_dims(fb[a], names[a], ndims[a], want[a]) != 0) goto done;
+        if (check_dims(bout, "out", ndims[skip], want[skip]) != 0) goto done;
+    }
+    if (DX > INT32_MAX / CB || DY > INT32_MAX || DZ > INT32_MAX / CB) {
+        PyErr_SetString(PyExc_ValueError, "feature dimensions too large");
+        goto done;
+    }
+    /* meta and COO consistency */
+    if (cptr[0] != 0 || cptr[P] != nnz) {
+        PyErr_Format(PyExc_ValueError, "coo_ptr must start at 0 and end at nnz = %zd", nnz);
+        goto done;
+    }
+    for (Py_ssize_t p = 0; p < P; p++) {
+        if (cptr[p + 1] < cptr[p]) {
+            PyErr_SetString(PyExc_ValueError, "coo_ptr must be non-decreasing");
+            goto done;
+        }
+    }
+    for (Py_ssize_t p = 0; p < P; p++) {
+        const int32_t *m = meta + 6 * p;
+        if (m[0] < 0 || m[1] < 1 || m[2] < 0 || m[3] < 1 || m[4] < 0 || m[5] < 1 || (Py_ssize_t)m[0] + m[1] > DX ||
+            (Py_ssize_t)m[2] + m[3] > DY || (Py_ssize_t)m[4] + m[5] > DZ) {
+            PyErr_Format(PyExc_ValueError,
+                         "meta row %zd = (ox=%d, dx=%d, oy=%d, dy=%d, oz=%d, dz=%d) does not fit DX=%zd, DY=%zd, DZ=%zd",
+                         p, m[0], m[1], m[2], m[3], m[4], m[5], DX, DY, DZ);
+            goto done;
+        }
+        for (int n = cptr[p]; n < cptr[p + 1]; n++) {
+            if (ci[n] < 0 || ci[n] >= m[1] || cj[n] < 0 || cj[n] >= m[3] || ck[n] < 0 || ck[n] >= m[5]) {
+                PyErr_Format(PyExc_ValueError, "coupling entry %d (i=%d, j=%d, k=%d) of path %zd is out of range", n,
+                             ci[n], cj[n], ck[n], p);
+                goto done;
+            }
+        }
+    }
+    {
+        /* the output blocks (rows oz .. oz + dz - 1 of g / z) must be disjoint */
+        unsigned char *owned = (unsigned char *)calloc((size_t)DZ + 1, 1);
+        if (!owned) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t p = 0; p < P; p++) {
+            const int32_t *m = meta + 6 * p;
+            for (int k = 0; k < m[5]; k++) {
+                if (owned[m[4] + k]) {
+                    free(owned);
+                    PyErr_Format(PyExc_ValueError,
+                                 "the output block of path %zd (oz=%d, dz=%d) overlaps that of an earlier path; "
+                                 "output blocks must be disjoint",
+                                 p, m[4], m[5]);
+                    goto done;
+                }
+                owned[m[4] + k] = 1;
+            }
+        }
+        free(owned);
+    }
+    if (e_start < 0 || e_stop < e_start || e_stop > E) {
+        PyErr_Format(PyExc_ValueError, "edge range [%zd, %zd) is not within [0, %zd]", e_start, e_stop, E);
+        goto done;
+    }
+
+    pl.P = (int)P;
+    pl.DX = (int)DX;
+    pl.DY = (int)DY;
+    pl.DZ = (int)DZ;
+    pl.nnz = (int)nnz;
+    pl.coo_val = (double *)malloc((size_t)(nnz > 0 ? nnz : 1) * sizeof(double));
+    if (!pl.coo_val) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t n = 0; n < nnz; n++)
+        pl.coo_val[n] = vfmt == 'd' ? ((const double *)bval->buf)[n] : (double)((const float *)bval->buf)[n];
+
+    Job jb;
+    jb.mode = mode;
+    jb.fmt = fmt == 'd' ? FMT_F64 : FMT_F32;
+    jb.C = C;
+    jb.x = fb[0] ? fb[0]->buf : NULL;
+    jb.y = fb[1] ? fb[1]->buf : NULL;
+    jb.w = fb[2] ? fb[2]->buf : NULL;
+    jb.g = fb[3] ? fb[3]->buf : NULL;
+    jb.out = bout->buf;
+    jb.e_start = e_start;
+    jb.e_stop = e_stop;
+
+    int rc;
+    Py_BEGIN_ALLOW_THREADS;
+    rc = plan_build(&pl, mode, meta, cptr, ci, cj, ck);
+    if (rc == 0 && e_stop > e_start) rc = run_edges(&pl, &jb);
+    Py_END_ALLOW_THREADS;
+    if (rc != 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_INCREF(oout);
+    result = oout;
+
+done:
+    plan_free(&pl);
+    release_all(&bs);
+    return result;
+}
+
+static PyMethodDef fused_methods[] = {
+    {"phi_grad", py_phi_grad, METH_VARARGS, phi_grad_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef fused_module = {
+    PyModuleDef_HEAD_INIT,
+    "_fused",
+    "Fused CPU kernel for the message-passing tensor product and its gradients (see phi_grad).",
+    -1,
+    fused_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC PyInit__fused(void) {
+    PyObject *m = PyModule_Create(&fused_module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddIntConstant(m, "CHANNEL_BLOCK", CB) != 0 || PyModule_AddIntConstant(m, "MODE_Z", MODE_Z) != 0 ||
+        PyModule_AddIntConstant(m, "MODE_X", MODE_X) != 0 || PyModule_AddIntConstant(m, "MODE_Y", MODE_Y) != 0 ||
+        PyModule_AddIntConstant(m, "MODE_W", MODE_W) != 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

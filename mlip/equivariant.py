@@ -1,0 +1,160 @@
+"""Differentiable equivariant operations: the cartesian_irreps kernels as autodiff ops.
+
+* :func:`edge_harmonics`: Cartesian harmonics of edge vectors, written with autodiff primitives
+  (monomials of the vector times the generated coefficients, divided by ``|r|^l``), so derivatives of
+  every order are exact.
+* :class:`MessageProduct`: the fused message-passing product. Its four modes are the partial
+  gradients of the 4-linear form ``Phi(x, y, w, g) = sum w C_p x y g`` (see
+  :mod:`cartesian_irreps.runtime.fused`); the VJP of any mode is another mode with the cotangent put
+  in place of the argument it replaced, so forces and force training (second derivatives) reuse the
+  same compiled kernel.
+* :class:`PairProduct`: channel-wise products ``u (x) v -> l3`` of node features (product basis),
+  likewise closed under differentiation: the three partial gradients of
+  ``Psi(u, v, g) = sum C[a,b,k] u[n,c,a] v[n,c,b] g[n,c,k]`` are pair contractions with the coupling's
+  slots permuted.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from cartesian_irreps.runtime import tables
+from cartesian_irreps.runtime.fused import PathTable, phi_grad
+from cartesian_irreps.runtime.products import contract_kind
+
+from . import autodiff as ad
+from .autodiff import Context, Function, Tensor
+
+_ARGS = ("x", "y", "w", "g")
+_REPLACED = {"z": "g", "x": "x", "y": "y", "w": "w"}
+
+
+def _contiguous(a: Any) -> Any:
+    if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
+        return np.ascontiguousarray(a)
+    return a
+
+
+class MessageProduct(Function):
+    """``mode`` in ``z, x, y, w``: one partial gradient of Phi given the other three arguments.
+
+    Inputs are the three arguments other than the one replaced by ``mode`` (``g`` for ``z``), in the
+    order x, y, w, g. Use :func:`message_product` for the forward product.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, *arrays: Any, mode: str, table: PathTable) -> Any:
+        names = tuple(a for a in _ARGS if a != _REPLACED[mode])
+        ctx.names, ctx.mode, ctx.table = names, mode, table
+        return phi_grad(mode, table, **{n: _contiguous(a) for n, a in zip(names, arrays)})
+
+    @staticmethod
+    def vjp(ctx: Context, h: Tensor, *inputs: Tensor) -> tuple[Tensor | None, ...]:
+        named = dict(zip(ctx.names, inputs))
+        named[_REPLACED[ctx.mode]] = h
+        grads: list[Tensor | None] = []
+        for k, name in enumerate(ctx.names):
+            if not ctx.needs_input_grad[k]:
+                grads.append(None)
+                continue
+            others = [named[a] for a in _ARGS if a != name]
+            grads.append(MessageProduct.apply(*others, mode="z" if name == "g" else name, table=ctx.table))
+        return tuple(grads)
+
+
+def message_product(table: PathTable, x: Tensor, y: Tensor, w: Tensor) -> Tensor:
+    """``z[e, c, oz_p + k] = w[e, c, p] sum_ij C_p[i, j, k] x[e, c, ox_p + i] y[e, oy_p + j]``."""
+    return MessageProduct.apply(x, y, w, mode="z", table=table)
+
+
+# (mode -> (slot permutation of the coupling, operand names)): Psi's partial gradients
+_PAIR = {"g": ((0, 1, 2), ("u", "v")), "u": ((2, 1, 0), ("g", "v")), "v": ((0, 2, 1), ("u", "g"))}
+
+
+class PairProduct(Function):
+    """One partial gradient (``mode`` in ``g, u, v``) of ``Psi(u, v, g)`` for the product ``triple``."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, b: Any, *, mode: str, triple: tuple[int, int, int], normalization: str) -> Any:
+        ctx.mode, ctx.triple, ctx.normalization = mode, triple, normalization
+        perm, _ = _PAIR[mode]
+        return contract_kind("pair", triple, perm, a, b, normalization)
+
+    @staticmethod
+    def vjp(ctx: Context, h: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor | None, ...]:
+        _, names = _PAIR[ctx.mode]
+        named = dict(zip(names, (a, b)))
+        named[ctx.mode] = h
+        grads: list[Tensor | None] = []
+        for k, name in enumerate(names):
+            if not ctx.needs_input_grad[k]:
+                grads.append(None)
+                continue
+            _, operands = _PAIR[name]
+            grads.append(
+                PairProduct.apply(
+                    *(named[o] for o in operands), mode=name, triple=ctx.triple, normalization=ctx.normalization
+                )
+            )
+        return tuple(grads)
+
+
+def pair_product(u: Tensor, v: Tensor, triple: tuple[int, int, int], normalization: str = "unit") -> Tensor:
+    """Channel-wise product ``u[n, c, :] (x) v[n, c, :] -> l3`` (flat: u ``(n, C, 2l1+1)``)."""
+    return PairProduct.apply(u, v, mode="g", triple=tuple(triple), normalization=normalization)
+
+
+# --------------------------------------------------------------------------- harmonics
+@cache
+def _harmonic_tables(lmax: int, normalization: str, scale_component: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per l: (monomial exponents (n_mono, 3), coefficients (n_mono, 2l+1)) in float64."""
+    out = []
+    for l in range(lmax + 1):
+        coeff = tables.harmonic_basis_floats(l).T * tables.harmonic_scale(l, normalization)
+        if scale_component:
+            coeff = coeff * np.sqrt(2 * l + 1)
+        out.append((tables.monomial_exponents(l), coeff))
+    return out
+
+
+def edge_harmonics(vectors: Tensor, lmax: int, normalization: str = "unit", component: bool = True) -> Tensor:
+    """``[T_0(n), ..., T_lmax(n)]`` stacked on the last axis, ``(E, (lmax+1)^2)``, n = r/|r|.
+
+    With ``component=True`` rank l is multiplied by ``sqrt(2l+1)`` so that, for the unit
+    normalisation, each component has unit mean square over directions (e3nn's 'component').
+    Built from autodiff primitives: ``T_l(r/|r|) = sum_a c_a r^a / |r|^l`` (T_l is homogeneous).
+    """
+    tables.check_harmonics_lmax(lmax)
+    dtype = vectors.dtype
+    xp = vectors.xp
+    comps = [vectors[:, a] for a in range(3)]
+    r2 = comps[0] * comps[0] + comps[1] * comps[1] + comps[2] * comps[2]
+    inv_r = ad.power(r2, -0.5)
+    powers: list[list[Tensor]] = [[] for _ in range(3)]
+    for a in range(3):
+        powers[a].append(None)  # x^0 handled below
+        if lmax >= 1:
+            powers[a].append(comps[a])
+        for k in range(2, lmax + 1):
+            powers[a].append(powers[a][k - 1] * comps[a])
+    blocks = []
+    inv_rl = None
+    for l, (expo, coeff) in enumerate(_harmonic_tables(lmax, normalization, component)):
+        if l == 0:
+            blocks.append(ad.constant(xp.full((vectors.shape[0], 1), coeff[0, 0], dtype=dtype)))
+            continue
+        inv_rl = inv_r if l == 1 else inv_rl * inv_r
+        monos = []
+        for e in expo.tolist():
+            term = None
+            for a in range(3):
+                if e[a]:
+                    term = powers[a][e[a]] if term is None else term * powers[a][e[a]]
+            monos.append(term)
+        stacked = ad.stack(monos, axis=1)  # (E, n_mono)
+        c = ad.constant(xp.asarray(coeff.astype(dtype)))
+        blocks.append(ad.einsum("em,mk->ek", stacked, c) * ad.reshape(inv_rl, (-1, 1)))
+    return ad.concatenate(blocks, axis=1)
