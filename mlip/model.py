@@ -47,7 +47,7 @@ from cartesian_irreps.runtime.fused import PathTable
 
 from . import autodiff as ad
 from .autodiff import Tensor
-from .equivariant import edge_harmonics, message_product, pair_product
+from .equivariant import edge_harmonics, message_product
 from .radial import bessel_basis, scaled_silu
 
 FORMAT = "cartesian-irreps-mlip"
@@ -151,6 +151,10 @@ class LayerPlan:
     # product basis: nodes of the product tree and the paths feeding each output key
     nodes: tuple[tuple[int, Key, int, Key, tuple[int, int, int]], ...] = ()  # (id, key, parent id, A key, triple)
     basis: dict[Key, tuple[int, ...]] = field(default_factory=dict, hash=False)  # out key -> node ids
+    # symmetric monomials of the stacked A (see _product_tables): gather indices for levels 2..nu
+    mono_select: tuple[np.ndarray, ...] = ()
+    # out key -> (T, P * (2l+1)) float64: every path's coupling chain folded onto the monomials
+    basis_matrix: dict[Key, np.ndarray] = field(default_factory=dict, hash=False)
 
     @property
     def num_message_paths(self) -> int:
@@ -231,6 +235,7 @@ def build_plan(config: ModelConfig) -> tuple[LayerPlan, ...]:
             raise ValueError("no product-basis path reaches the scalars; increase lmax or correlation")
         out_keys = tuple(k for k in out_keys if basis[k])
         basis = {k: v for k, v in basis.items() if v}
+        select, matrices = _product_tables(a_keys, nodes, basis, config.correlation)
         plans.append(
             LayerPlan(
                 index=t,
@@ -241,10 +246,75 @@ def build_plan(config: ModelConfig) -> tuple[LayerPlan, ...]:
                 a_sources={k: tuple(v) for k, v in a_sources.items()},
                 nodes=tuple(nodes),
                 basis={k: tuple(v) for k, v in basis.items()},
+                mono_select=select,
+                basis_matrix=matrices,
             )
         )
         in_keys = out_keys
     return tuple(plans)
+
+
+def _product_tables(
+    a_keys: tuple[Key, ...],
+    nodes: list[tuple[int, Key, int, Key, tuple[int, int, int]]],
+    basis: dict[Key, list[int]],
+    correlation: int,
+) -> tuple[tuple[np.ndarray, ...], dict[Key, np.ndarray]]:
+    """Fold every product-basis path onto symmetric monomials of the stacked A.
+
+    With ``a`` (D,) the A keys stacked, the order-nu monomials are ``a_i1 ... a_inu`` for sorted
+    ``i1 <= ... <= inu``; level nu is gathered from the outer product of level nu-1 with ``a`` by
+    ``select[nu-2]``. A path of order nu is a multilinear map ``U[m, i1..inu]`` (the chain of its
+    couplings); summing U over the permutations of each sorted tuple gives its coefficients on the
+    monomials, so ``Pi_path[m] = sum_t M[t, path, m] mono[t]`` exactly.
+    """
+    offsets, off = {}, 0
+    for k in a_keys:
+        offsets[k] = off
+        off += 2 * k[0] + 1
+    D = off
+    tuples = [[(i,) for i in range(D)]]
+    select = []
+    for _ in range(2, correlation + 1):
+        prev, nxt, sel = tuples[-1], [], []
+        for t_idx, t in enumerate(prev):
+            for c in range(t[-1], D):
+                nxt.append((*t, c))
+                sel.append(t_idx * D + c)
+        tuples.append(nxt)
+        select.append(np.array(sel, dtype=np.intp))
+    level_offset = np.cumsum([0] + [len(t) for t in tuples])
+    position = [{t: i for i, t in enumerate(level)} for level in tuples]
+    fold = {}  # level nu -> (D**nu,) index of the sorted tuple of every full index
+    full: dict[int, np.ndarray] = {}
+    for nid, _key, parent, ak, tr in nodes:
+        if parent < 0:
+            u = np.zeros((2 * ak[0] + 1, D))
+            u[np.arange(2 * ak[0] + 1), offsets[ak] + np.arange(2 * ak[0] + 1)] = 1.0
+        else:
+            c = tables.dense_coupling(*tr)  # (parent m, A-key m, out m)
+            up = full[parent]  # (m_p, D, ..., D)
+            u = np.zeros((c.shape[2], *up.shape[1:], D))
+            block = np.einsum("abk,a...->k...b", c, up)
+            u[..., offsets[ak] : offsets[ak] + c.shape[1]] = block
+        full[nid] = u
+    matrices = {}
+    for key, ids in basis.items():
+        m = 2 * key[0] + 1
+        mat = np.zeros((int(level_offset[-1]), len(ids), m))
+        for p, nid in enumerate(ids):
+            u = full[nid]
+            nu = u.ndim - 1
+            if nu not in fold:
+                grid = np.indices((D,) * nu).reshape(nu, -1).T
+                fold[nu] = np.array([position[nu - 1][tuple(sorted(g))] for g in grid], dtype=np.intp)
+            flat = u.reshape(m, -1)
+            for k in range(m):
+                mat[level_offset[nu - 1] : level_offset[nu], p, k] = np.bincount(
+                    fold[nu], weights=flat[k], minlength=len(tuples[nu - 1])
+                )
+        matrices[key] = mat.reshape(mat.shape[0], -1)
+    return tuple(select), matrices
 
 
 # --------------------------------------------------------------------------- parameters
@@ -375,7 +445,8 @@ class Potential:
                     )
                 stacked = parts[0] if len(parts) == 1 else ad.concatenate(parts, axis=2)
                 xe = ad.index_select(stacked, senders)
-                w_g = weights[:, :, offset : offset + len(paths)]
+                whole = len(lp.message) == 1
+                w_g = weights if whole else weights[:, :, offset : offset + len(paths)]
                 offset += len(paths)
                 z = message_product(table, xe, harm, w_g)
                 agg = ad.segment_sum(z, receivers, n_atoms) * (1.0 / cfg.avg_num_neighbors)
@@ -388,19 +459,21 @@ class Potential:
                 stacked = ad.stack(parts, axis=2)  # (N, K, P_k, 2l+1)
                 wmix = P(f"{pre}.mix.{_kname(k)}")
                 A[k] = ad.einsum("nkpm,kpq->nqm", stacked, wmix) * (1.0 / math.sqrt(K * len(parts)))
-            # product basis
-            values: dict[int, Tensor] = {}
-            for nid, _key, parent, ak, tr in lp.nodes:
-                if parent < 0:
-                    values[nid] = A[ak]
-                else:
-                    values[nid] = pair_product(values[parent], A[ak], tr)
+            # product basis: symmetric monomials of the stacked A, then one matrix product per key
+            a_st = A[lp.a_keys[0]] if len(lp.a_keys) == 1 else ad.concatenate([A[k] for k in lp.a_keys], axis=2)
+            monos, cur = [a_st], a_st
+            for sel in lp.mono_select:
+                outer = ad.einsum("nkt,nka->nkta", cur, a_st)
+                cur = ad.take_last(ad.reshape(outer, (n_atoms, K, -1)), xp.asarray(sel))
+                monos.append(cur)
+            mono = monos[0] if len(monos) == 1 else ad.concatenate(monos, axis=2)
             h_new: dict[Key, Tensor] = {}
             for k in lp.out_keys:
-                ids = lp.basis[k]
+                n_paths, m = len(lp.basis[k]), 2 * k[0] + 1
+                mat = ad.constant(_device_matrix(lp.basis_matrix[k], vectors.dtype, xp))
+                paths_out = ad.reshape(ad.einsum("nkt,tq->nkq", mono, mat), (n_atoms, K, n_paths, m))
                 wprod = ad.index_select(P(f"{pre}.product.{_kname(k)}"), species)  # (N, K, n)
-                stacked = ad.stack([values[i] for i in ids], axis=2)  # (N, K, n, 2l+1)
-                b = ad.einsum("nkpm,nkp->nkm", stacked, wprod)
+                b = ad.einsum("nkpm,nkp->nkm", paths_out, wprod)
                 out = ad.einsum("nkm,kq->nqm", b, P(f"{pre}.linear.{_kname(k)}")) * inv_k
                 h_new[k] = out + sc[k] if k in sc else out
             scalars = h_new[(0, 1)][:, :, 0]
@@ -477,6 +550,17 @@ class Potential:
     def load(cls, path: str | os.PathLike, xp: Any = None) -> Potential:
         config, params = load_model(path, xp)
         return cls(config, params)
+
+
+_DEVICE_MATRICES: dict[tuple[int, str, str], Any] = {}
+
+
+def _device_matrix(mat: np.ndarray, dtype: Any, xp: Any) -> Any:
+    """``mat`` cast to ``dtype`` on the device of ``xp``, cached per (array, dtype, module)."""
+    key = (id(mat), np.dtype(dtype).str, xp.__name__)
+    if key not in _DEVICE_MATRICES:
+        _DEVICE_MATRICES[key] = (mat, xp.asarray(np.ascontiguousarray(mat, dtype=dtype)))
+    return _DEVICE_MATRICES[key][1]
 
 
 def _xp_of(a: Any) -> Any:

@@ -58,49 +58,38 @@
 #define FORCE_INLINE static inline
 #endif
 
-/* CB doubles per SIMD vector (one AVX-512 or two AVX2 registers; the tile transposes assume
- * CB == 8); a channel block holds NV = 1, 2 or 4 vectors, i.e. up to WMAX channels. */
+/* Channels are processed in groups of CB = 8 (the tile transposes below move 8 x 8 tiles);
+ * a channel block holds NV = 1, 2 or 4 groups, i.e. up to WMAX = 32 channels. */
 #define CB 8
 #define NVMAX 4
 #define WMAX (CB * NVMAX)
 
-/* One SIMD vector of CB doubles (GCC/Clang vector extensions; plain loops elsewhere).  All
- * scratch rows are 64-byte aligned. */
-#if defined(__GNUC__) || defined(__clang__)
-typedef double vec __attribute__((vector_size(CB * sizeof(double))));
-#define VLOAD(p) (*(const vec *)(p))
-#define VSTORE(p, a) (*(vec *)(p) = (a))
-#define VZERO ((vec){0})
-#define VADD(a, b) ((a) + (b))
-#define VMUL(a, b) ((a) * (b))
-#define VFMA(acc, m, a) ((acc) + (m) * (a))
+/* nvec: the native SIMD vector of VL doubles (GCC/Clang vector extensions; VL = 8 with
+ * AVX-512, 4 with AVX, 2 with SSE2/NEON; a plain double elsewhere).  Scratch rows are 64-byte
+ * aligned and a multiple of 8 doubles long, so aligned vector loads are always valid. */
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__AVX512F__))
+#define VL 8
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__AVX__)
+#define VL 4
+#elif (defined(__GNUC__) || defined(__clang__)) && (defined(__SSE2__) || defined(__ARM_NEON))
+#define VL 2
 #else
-typedef struct {
-    double v[CB];
-} vec;
-static inline vec VLOAD(const double *p) {
-    vec r;
-    for (int i = 0; i < CB; i++) r.v[i] = p[i];
-    return r;
-}
-static inline void VSTORE(double *p, vec a) {
-    for (int i = 0; i < CB; i++) p[i] = a.v[i];
-}
-static const vec vzero_ = {{0}};
-#define VZERO vzero_
-static inline vec VADD(vec a, vec b) {
-    for (int i = 0; i < CB; i++) a.v[i] += b.v[i];
-    return a;
-}
-static inline vec VMUL(vec a, vec b) {
-    for (int i = 0; i < CB; i++) a.v[i] *= b.v[i];
-    return a;
-}
-static inline vec VFMA(vec acc, double m, vec a) {
-    for (int i = 0; i < CB; i++) acc.v[i] += m * a.v[i];
-    return acc;
-}
+#define VL 1
 #endif
+#if VL > 1
+typedef double nvec __attribute__((vector_size(VL * sizeof(double))));
+#else
+typedef double nvec;
+#endif
+#define VLOAD(p) (*(const nvec *)(p))
+#if defined(__clang__)
+#define UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define UNROLL _Pragma("GCC unroll 8")
+#else
+#define UNROLL
+#endif
+#define VSTORE(p, a) (*(nvec *)(p) = (a))
 
 enum { MODE_Z = 0, MODE_X = 1, MODE_Y = 2, MODE_W = 3 };
 enum { FMT_F64 = 0, FMT_F32 = 1 };
@@ -133,6 +122,9 @@ typedef struct {
     int32_t *coo_y;     /* (nnz,) row oy_p + j of y */
     double *coo_val;    /* (nnz,) value, as double */
     int32_t *zrow_path; /* (DZ,) path owning row r of g / z; P where none does */
+    int nfirst;         /* pairs 0 .. nfirst-1 are the first of their destination row */
+    int nzero;          /* destination rows that no pair touches ... */
+    int32_t *zero_rows; /* (nzero,) ... (destination: rows of x in mode x, of g / z otherwise) */
 } Plan;
 
 static void plan_free(Plan *pl) {
@@ -142,6 +134,7 @@ static void plan_free(Plan *pl) {
     free(pl->coo_y);
     free(pl->coo_val);
     free(pl->zrow_path);
+    free(pl->zero_rows);
 }
 
 /* Build the plan (no Python calls; may run without the GIL).  The output blocks of the paths
@@ -166,9 +159,10 @@ static int plan_build(Plan *pl, int mode, const int32_t *meta, const int32_t *co
     int32_t *px = (int32_t *)malloc(nz * sizeof(int32_t)), *pz = (int32_t *)malloc(nz * sizeof(int32_t));
     int32_t *rank = (int32_t *)malloc(nz * sizeof(int32_t)), *newpos = (int32_t *)malloc(nz * sizeof(int32_t));
     int32_t *count = (int32_t *)calloc(ndst > nz + 1 ? ndst : nz + 1, sizeof(int32_t));
+    pl->zero_rows = (int32_t *)malloc(ndst * sizeof(int32_t));
     int rc = -1;
     if (!pl->pair_x || !pl->pair_z || !pl->coo_pair || !pl->coo_y || !pl->zrow_path || !cell || !px || !pz || !rank ||
-        !newpos || !count)
+        !newpos || !count || !pl->zero_rows)
         goto out;
 
     for (int r = 0; r < pl->DZ; r++) pl->zrow_path[r] = P;
@@ -194,10 +188,19 @@ static int plan_build(Plan *pl, int mode, const int32_t *meta, const int32_t *co
     pl->npairs = q;
     /* round-robin order over the destination row: stable counting sort by rank within it */
     const int32_t *dst = mode == MODE_X ? px : pz;
+    const int Ddst = mode == MODE_X ? pl->DX : pl->DZ;
     int maxrank = 0;
     for (int t = 0; t < q; t++) {
         rank[t] = count[dst[t]]++;
         if (rank[t] + 1 > maxrank) maxrank = rank[t] + 1;
+    }
+    pl->nzero = 0;
+    pl->nfirst = 0;
+    for (int r = 0; r < Ddst; r++) {
+        if (count[r] == 0)
+            pl->zero_rows[pl->nzero++] = r;
+        else
+            pl->nfirst++;
     }
     memset(count, 0, ((size_t)maxrank + 1) * sizeof(int32_t));
     for (int t = 0; t < q; t++) count[rank[t] + 1]++;
@@ -222,25 +225,27 @@ out:
 /* ------------------------------------------------------------------------- */
 /* transposes between rows of the arrays and channel-innermost scratch         */
 
-/* With GCC >= 12 or Clang, full 8 x 8 tiles are transposed in registers (24 two-vector
- * shuffles); leftover rows, and partial groups of channels, use scalar loops. */
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+/* With GCC >= 12 or Clang, full 8 x 8 tiles are transposed in registers as (8/VL)^2 blocks of
+ * VL x VL (two-vector shuffles); leftover rows, partial groups of channels and builds without
+ * vector extensions use scalar loops. */
+#if VL > 1 && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12))
 #define FUSED_SIMD_TRANSPOSE 1
 #define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
-/* unaligned (and aliasing) 8-element vectors of the array element types */
-typedef double vu_f64 __attribute__((vector_size(8 * sizeof(double)), aligned(sizeof(double)), may_alias));
-typedef float vu_f32 __attribute__((vector_size(8 * sizeof(float)), aligned(sizeof(float)), may_alias));
+/* unaligned (and aliasing) VL-element vectors of the array element types */
+typedef double vu_f64 __attribute__((vector_size(VL * sizeof(double)), aligned(sizeof(double)), may_alias));
+typedef float vu_f32 __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float)), may_alias));
 
-/* in place: a[r][c] -> a[c][r] */
-static inline void transpose8(vec *a) {
-    const vec t0 = SHUF(a[0], a[1], 0, 8, 2, 10, 4, 12, 6, 14), t1 = SHUF(a[0], a[1], 1, 9, 3, 11, 5, 13, 7, 15);
-    const vec t2 = SHUF(a[2], a[3], 0, 8, 2, 10, 4, 12, 6, 14), t3 = SHUF(a[2], a[3], 1, 9, 3, 11, 5, 13, 7, 15);
-    const vec t4 = SHUF(a[4], a[5], 0, 8, 2, 10, 4, 12, 6, 14), t5 = SHUF(a[4], a[5], 1, 9, 3, 11, 5, 13, 7, 15);
-    const vec t6 = SHUF(a[6], a[7], 0, 8, 2, 10, 4, 12, 6, 14), t7 = SHUF(a[6], a[7], 1, 9, 3, 11, 5, 13, 7, 15);
-    const vec u0 = SHUF(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13), u2 = SHUF(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);
-    const vec u1 = SHUF(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13), u3 = SHUF(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);
-    const vec u4 = SHUF(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13), u6 = SHUF(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
-    const vec u5 = SHUF(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13), u7 = SHUF(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
+/* in place: a[r][c] -> a[c][r] for a VL x VL block */
+static inline void transpose_block(nvec *a) {
+#if VL == 8
+    const nvec t0 = SHUF(a[0], a[1], 0, 8, 2, 10, 4, 12, 6, 14), t1 = SHUF(a[0], a[1], 1, 9, 3, 11, 5, 13, 7, 15);
+    const nvec t2 = SHUF(a[2], a[3], 0, 8, 2, 10, 4, 12, 6, 14), t3 = SHUF(a[2], a[3], 1, 9, 3, 11, 5, 13, 7, 15);
+    const nvec t4 = SHUF(a[4], a[5], 0, 8, 2, 10, 4, 12, 6, 14), t5 = SHUF(a[4], a[5], 1, 9, 3, 11, 5, 13, 7, 15);
+    const nvec t6 = SHUF(a[6], a[7], 0, 8, 2, 10, 4, 12, 6, 14), t7 = SHUF(a[6], a[7], 1, 9, 3, 11, 5, 13, 7, 15);
+    const nvec u0 = SHUF(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13), u2 = SHUF(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);
+    const nvec u1 = SHUF(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13), u3 = SHUF(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);
+    const nvec u4 = SHUF(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13), u6 = SHUF(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
+    const nvec u5 = SHUF(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13), u7 = SHUF(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
     a[0] = SHUF(u0, u4, 0, 1, 2, 3, 8, 9, 10, 11);
     a[4] = SHUF(u0, u4, 4, 5, 6, 7, 12, 13, 14, 15);
     a[1] = SHUF(u1, u5, 0, 1, 2, 3, 8, 9, 10, 11);
@@ -249,27 +254,49 @@ static inline void transpose8(vec *a) {
     a[6] = SHUF(u2, u6, 4, 5, 6, 7, 12, 13, 14, 15);
     a[3] = SHUF(u3, u7, 0, 1, 2, 3, 8, 9, 10, 11);
     a[7] = SHUF(u3, u7, 4, 5, 6, 7, 12, 13, 14, 15);
+#elif VL == 4
+    const nvec t0 = SHUF(a[0], a[1], 0, 4, 2, 6), t1 = SHUF(a[0], a[1], 1, 5, 3, 7);
+    const nvec t2 = SHUF(a[2], a[3], 0, 4, 2, 6), t3 = SHUF(a[2], a[3], 1, 5, 3, 7);
+    a[0] = SHUF(t0, t2, 0, 1, 4, 5);
+    a[2] = SHUF(t0, t2, 2, 3, 6, 7);
+    a[1] = SHUF(t1, t3, 0, 1, 4, 5);
+    a[3] = SHUF(t1, t3, 2, 3, 6, 7);
+#else /* VL == 2 */
+    const nvec t0 = SHUF(a[0], a[1], 0, 2), t1 = SHUF(a[0], a[1], 1, 3);
+    a[0] = t0;
+    a[1] = t1;
+#endif
 }
 
+/* tile rows r0 .. r0+7 of 8 channel rows (src row v at src + v*D) -> scratch rows of width W */
 #define TILE_LOAD(SUF)                                                                                 \
     if (nb == CB) {                                                                                    \
-        for (; r0 + CB <= D; r0 += CB) {                                                               \
-            vec a[CB];                                                                                 \
-            for (int v = 0; v < CB; v++)                                                               \
-                a[v] = __builtin_convertvector(*(const vu_##SUF *)(src + (size_t)v * D + r0), vec);    \
-            transpose8(a);                                                                             \
-            for (int t = 0; t < CB; t++) VSTORE(dst + (size_t)(r0 + t) * W, a[t]);                     \
-        }                                                                                              \
+        for (; r0 + CB <= D; r0 += CB)                                                                 \
+            for (int bi = 0; bi < CB; bi += VL)     /* channels bi .. bi+VL-1 */                       \
+                for (int bj = 0; bj < CB; bj += VL) { /* rows r0+bj .. */                              \
+                    nvec a[VL];                                                                        \
+                    for (int v = 0; v < VL; v++)                                                       \
+                        a[v] = __builtin_convertvector(*(const vu_##SUF *)(src + (size_t)(bi + v) * D + r0 + bj), \
+                                                       nvec);                                          \
+                    transpose_block(a);                                                                \
+                    for (int t = 0; t < VL; t++) VSTORE(dst + (size_t)(r0 + bj + t) * W + bi, a[t]);   \
+                }                                                                                      \
     }
 #define TILE_STORE(SUF)                                                                                \
     if (nb == CB) {                                                                                    \
-        for (; r0 + CB <= D; r0 += CB) {                                                               \
-            vec a[CB];                                                                                 \
-            for (int t = 0; t < CB; t++) a[t] = VLOAD(src + (size_t)(r0 + t) * W);                     \
-            transpose8(a);                                                                             \
-            for (int v = 0; v < CB; v++)                                                               \
-                *(vu_##SUF *)(dst + (size_t)v * D + r0) = __builtin_convertvector(a[v], vu_##SUF);     \
-        }                                                                                              \
+        for (; r0 + CB <= D; r0 += CB)                                                                 \
+            for (int bi = 0; bi < CB; bi += VL)                                                        \
+                for (int bj = 0; bj < CB; bj += VL) {                                                  \
+                    nvec a[VL];                                                                        \
+                    for (int t = 0; t < VL; t++) {                                                     \
+                        a[t] = VLOAD(src + (size_t)(r0 + bj + t) * W + bi);                            \
+                        if (scale) a[t] *= VLOAD(scale + (size_t)zp[r0 + bj + t] * W + bi);            \
+                    }                                                                                  \
+                    transpose_block(a);                                                                \
+                    for (int v = 0; v < VL; v++)                                                       \
+                        *(vu_##SUF *)(dst + (size_t)(bi + v) * D + r0 + bj) =                          \
+                            __builtin_convertvector(a[v], vu_##SUF);                                   \
+                }                                                                                      \
     }
 #else
 #define TILE_LOAD(SUF)
@@ -277,10 +304,11 @@ static inline void transpose8(vec *a) {
 #endif
 
 /* One group of up to CB channels.  load8: dst[r*W + v] = src[v*D + r] for v < nb, r < D, and
- * 0 for nb <= v < CB;  store8: dst[v*D + r] = src[r*W + v] for v < nb, r < D.  Array rows are
- * D long, scratch rows W doubles apart. */
+ * 0 for nb <= v < CB;  store8: dst[v*D + r] = src[r*W + v] (times scale[zp[r]*W + v] when
+ * scale is not NULL) for v < nb, r < D.  Array rows are D long, scratch rows W doubles apart.
+ * Inlined, so that a literal NULL scale removes the scaling. */
 #define DEFINE_IO(T, SUF)                                                                              \
-    static void load8_##SUF(const T *src, int nb, int D, double *dst, int W) {                        \
+    FORCE_INLINE void load8_##SUF(const T *src, int nb, int D, double *dst, int W) {                  \
         int r0 = 0;                                                                                    \
         TILE_LOAD(SUF)                                                                                 \
         for (int v = 0; v < nb; v++) {                                                                 \
@@ -291,13 +319,18 @@ static inline void transpose8(vec *a) {
         for (int v = nb; v < CB; v++)                                                                  \
             for (size_t r = (size_t)r0; r < (size_t)D; r++) dst[r * W + v] = 0.0;                      \
     }                                                                                                  \
-    static void store8_##SUF(const double *src, int nb, int D, T *dst, int W) {                       \
+    FORCE_INLINE void store8_##SUF(const double *src, int nb, int D, T *dst, int W, const double *scale,  \
+                                   const int32_t *zp) {                                                \
         int r0 = 0;                                                                                    \
         TILE_STORE(SUF)                                                                                \
         for (int v = 0; v < nb; v++) {                                                                 \
             T *d = dst + (size_t)v * D;                                                                \
             const double *s = src + v;                                                                 \
-            for (size_t r = (size_t)r0; r < (size_t)D; r++) d[r] = (T)s[r * W];                        \
+            if (scale)                                                                                 \
+                for (size_t r = (size_t)r0; r < (size_t)D; r++)                                        \
+                    d[r] = (T)(s[r * W] * scale[(size_t)zp[r] * W + v]);                               \
+            else                                                                                       \
+                for (size_t r = (size_t)r0; r < (size_t)D; r++) d[r] = (T)s[r * W];                    \
         }                                                                                              \
     }
 
@@ -305,26 +338,29 @@ DEFINE_IO(double, f64)
 DEFINE_IO(float, f32)
 
 /* nb (<= W) channel rows of an array (element offset off) -> scratch rows of width W */
-static void load_rows(int fmt, const void *base, size_t off, int nb, int D, double *dst, int W) {
+FORCE_INLINE void load_rows(int fmt, const void *base, size_t off, int nb, int D, double *dst, int W) {
     for (int s = 0; s * CB < W; s++) {
         const int n = nb - s * CB < 0 ? 0 : nb - s * CB > CB ? CB : nb - s * CB;
-        const size_t o = off + (size_t)s * CB * (size_t)D;
+        const size_t o = n ? off + (size_t)s * CB * (size_t)D : off;
         if (fmt == FMT_F64)
-            load8_f64((const double *)base + (n ? o : off), n, D, dst + s * CB, W);
+            load8_f64((const double *)base + o, n, D, dst + s * CB, W);
         else
-            load8_f32((const float *)base + (n ? o : off), n, D, dst + s * CB, W);
+            load8_f32((const float *)base + o, n, D, dst + s * CB, W);
     }
 }
 
-/* scratch rows of width W -> nb channel rows of an array (element offset off) */
-static void store_rows(int fmt, const double *src, int nb, int D, void *base, size_t off, int W) {
+/* scratch rows of width W (times the rows scale[zp[r]] if scale is not NULL) -> nb channel rows
+ * of an array (element offset off) */
+FORCE_INLINE void store_rows(int fmt, const double *src, int nb, int D, void *base, size_t off, int W,
+                             const double *scale, const int32_t *zp) {
     for (int s = 0; s * CB < nb; s++) {
         const int n = nb - s * CB > CB ? CB : nb - s * CB;
         const size_t o = off + (size_t)s * CB * (size_t)D;
+        const double *sc = scale ? scale + s * CB : NULL;
         if (fmt == FMT_F64)
-            store8_f64(src + s * CB, n, D, (double *)base + o, W);
+            store8_f64(src + s * CB, n, D, (double *)base + o, W, sc, zp);
         else
-            store8_f32(src + s * CB, n, D, (float *)base + o, W);
+            store8_f32(src + s * CB, n, D, (float *)base + o, W, sc, zp);
     }
 }
 
@@ -395,12 +431,35 @@ typedef struct {
     int stream;
 } Ctx;
 
+/* dst[d[t]] = sum over pairs t of M[t] * src[a[t]] (rows of width W = S * VL): the first pair
+ * of every destination row stores, later ones accumulate, rows without pairs are zeroed. */
+FORCE_INLINE void pair_products(const Plan *pl, const double *restrict M, const int32_t *restrict d,
+                                const int32_t *restrict a, const double *restrict src, double *restrict dst,
+                                const int S, const int W) {
+    const int nfirst = pl->nfirst, npairs = pl->npairs;
+    for (int t = 0; t < nfirst; t++) {
+        double *o = dst + (size_t)d[t] * W;
+        const double *x = src + (size_t)a[t] * W;
+        const double m = M[t];
+        UNROLL
+        for (int s = 0; s < S; s++) VSTORE(o + s * VL, m * VLOAD(x + s * VL));
+    }
+    for (int t = nfirst; t < npairs; t++) {
+        double *o = dst + (size_t)d[t] * W;
+        const double *x = src + (size_t)a[t] * W;
+        const double m = M[t];
+        UNROLL
+        for (int s = 0; s < S; s++) VSTORE(o + s * VL, VLOAD(o + s * VL) + m * VLOAD(x + s * VL));
+    }
+    for (int z = 0; z < pl->nzero; z++) memset(dst + (size_t)pl->zero_rows[z] * W, 0, (size_t)W * sizeof(double));
+}
+
 /* One block of nb <= NV * CB channels starting at channel c0 of edge e.  NV is a literal at
- * every call site, so the channel loops unroll into NV independent SIMD operations. */
+ * every call site, so the loops over the S = W / VL vectors of a row unroll. */
 FORCE_INLINE void block_body(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb, const int NV) {
     const Plan *pl = cx->pl;
     const Job *jb = cx->jb;
-    const int W = NV * CB, P = pl->P, DX = pl->DX, DZ = pl->DZ, npairs = pl->npairs;
+    const int W = NV * CB, S = NV * CB / VL, P = pl->P, DX = pl->DX, DZ = pl->DZ, npairs = pl->npairs;
     const int mode = jb->mode, fmt = jb->fmt;
     const int32_t *restrict pair_x = pl->pair_x, *restrict pair_z = pl->pair_z, *restrict zp = pl->zrow_path;
     const double *restrict M = cx->M;
@@ -413,60 +472,43 @@ FORCE_INLINE void block_body(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb,
     if (mode != MODE_Z) load_rows(fmt, jb->g, row * DZ, nb, DZ, gt, W);
     if (mode != MODE_W) load_rows(fmt, jb->w, row * P, nb, P, wt, W);
     if (mode == MODE_X || mode == MODE_Y) /* tmp[r] = w[path(r)] * g[r] */
-        for (int r = 0; r < DZ; r++)
-            for (int s = 0; s < NV; s++)
-                VSTORE(tmp + (size_t)r * W + s * CB,
-                       VMUL(VLOAD(wt + (size_t)zp[r] * W + s * CB), VLOAD(gt + (size_t)r * W + s * CB)));
+        for (int r = 0; r < DZ; r++) {
+            double *d = tmp + (size_t)r * W;
+            const double *a = wt + (size_t)zp[r] * W, *b = gt + (size_t)r * W;
+            UNROLL
+            for (int s = 0; s < S; s++) VSTORE(d + s * VL, VLOAD(a + s * VL) * VLOAD(b + s * VL));
+        }
 
     if (mode == MODE_Z) {
-        /* z[oz+k] = w_p * sum_i M[i,k] x[ox+i] */
-        memset(ot, 0, (size_t)DZ * W * sizeof(double));
-        for (int t = 0; t < npairs; t++) {
-            double *d = ot + (size_t)pair_z[t] * W;
-            const double *a = xt + (size_t)pair_x[t] * W;
-            const double m = M[t];
-            for (int s = 0; s < NV; s++) VSTORE(d + s * CB, VFMA(VLOAD(d + s * CB), m, VLOAD(a + s * CB)));
-        }
-        for (int r = 0; r < DZ; r++) {
-            double *d = ot + (size_t)r * W;
-            const double *a = wt + (size_t)zp[r] * W;
-            for (int s = 0; s < NV; s++) VSTORE(d + s * CB, VMUL(VLOAD(d + s * CB), VLOAD(a + s * CB)));
-        }
-        store_rows(fmt, ot, nb, DZ, cx->dst_base, orow * DZ, W);
+        /* z[oz+k] = w_p * sum_i M[i,k] x[ox+i]  (w_p applied while storing) */
+        pair_products(pl, M, pair_z, pair_x, xt, ot, S, W);
+        store_rows(fmt, ot, nb, DZ, cx->dst_base, orow * DZ, W, wt, zp);
     } else if (mode == MODE_X) {
         /* gx[ox+i] = sum_{p,k} M[i,k] w_p g[oz+k] */
-        memset(ot, 0, (size_t)DX * W * sizeof(double));
-        for (int t = 0; t < npairs; t++) {
-            double *d = ot + (size_t)pair_x[t] * W;
-            const double *a = tmp + (size_t)pair_z[t] * W;
-            const double m = M[t];
-            for (int s = 0; s < NV; s++) VSTORE(d + s * CB, VFMA(VLOAD(d + s * CB), m, VLOAD(a + s * CB)));
-        }
-        store_rows(fmt, ot, nb, DX, cx->dst_base, orow * DX, W);
+        pair_products(pl, M, pair_x, pair_z, tmp, ot, S, W);
+        store_rows(fmt, ot, nb, DX, cx->dst_base, orow * DX, W, NULL, NULL);
     } else if (mode == MODE_W) {
         /* u[oz+k] = sum_i M[i,k] x[ox+i];  gw[p] = sum_k u[oz+k] g[oz+k] */
-        memset(tmp, 0, (size_t)DZ * W * sizeof(double));
+        double *restrict u = cx->tmp;
+        pair_products(pl, M, pair_z, pair_x, xt, u, S, W);
         memset(ot, 0, (size_t)(P + 1) * W * sizeof(double));
-        for (int t = 0; t < npairs; t++) {
-            double *d = tmp + (size_t)pair_z[t] * W;
-            const double *a = xt + (size_t)pair_x[t] * W;
-            const double m = M[t];
-            for (int s = 0; s < NV; s++) VSTORE(d + s * CB, VFMA(VLOAD(d + s * CB), m, VLOAD(a + s * CB)));
-        }
         for (int r = 0; r < DZ; r++) {
             double *d = ot + (size_t)zp[r] * W;
-            const double *a = tmp + (size_t)r * W, *b = gt + (size_t)r * W;
-            for (int s = 0; s < NV; s++)
-                VSTORE(d + s * CB, VADD(VLOAD(d + s * CB), VMUL(VLOAD(a + s * CB), VLOAD(b + s * CB))));
+            const double *a = u + (size_t)r * W, *b = gt + (size_t)r * W;
+            UNROLL
+            for (int s = 0; s < S; s++) VSTORE(d + s * VL, VLOAD(d + s * VL) + VLOAD(a + s * VL) * VLOAD(b + s * VL));
         }
-        store_rows(fmt, ot, nb, P, cx->dst_base, orow * P, W);
-    } else { /* MODE_Y: T[q] += x[ox+i] w_p g[oz+k], summed over the NV vectors of the block */
+        store_rows(fmt, ot, nb, P, cx->dst_base, orow * P, W, NULL, NULL);
+    } else { /* MODE_Y: T[q] (CB lanes) += x[ox+i] w_p g[oz+k], folding the NV groups of the block */
         double *restrict T = cx->T;
         for (int t = 0; t < npairs; t++) {
             const double *a = xt + (size_t)pair_x[t] * W, *b = tmp + (size_t)pair_z[t] * W;
-            vec acc = VLOAD(T + (size_t)t * CB);
-            for (int s = 0; s < NV; s++) acc = VADD(acc, VMUL(VLOAD(a + s * CB), VLOAD(b + s * CB)));
-            VSTORE(T + (size_t)t * CB, acc);
+            double *d = T + (size_t)t * CB;
+            UNROLL
+            for (int s = 0; s < S; s++) {
+                const int l = (s * VL) % CB;
+                VSTORE(d + l, VLOAD(d + l) + VLOAD(a + s * VL) * VLOAD(b + s * VL));
+            }
         }
     }
 }

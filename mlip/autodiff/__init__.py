@@ -41,6 +41,7 @@ from .ops import (
     sub,
     sum,
     sum_to,
+    take_last,
     tanh,
     transpose,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "sub",
     "sum",
     "sum_to",
+    "take_last",
     "tanh",
     "tensor",
     "transpose",

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from opt_einsum import contract
+from opt_einsum import contract_expression
 
 from .tensor import Array, Context, Function, Tensor, array_module, constant, is_cupy
 
@@ -471,6 +471,12 @@ def _parse(eq: str, ndims: tuple[int, ...]) -> tuple[tuple[str, ...], str]:
     return tuple(expanded), out
 
 
+@functools.lru_cache(maxsize=4096)
+def _expression(eq: str, shapes: tuple[tuple[int, ...], ...]) -> Any:
+    """opt_einsum's compiled contraction for one equation and operand shapes (the path is found once)."""
+    return contract_expression(eq, *shapes, optimize="auto")
+
+
 class Einsum(Function):
     """``y = einsum(eq, x_1, …, x_n)`` via ``opt_einsum.contract``.
 
@@ -493,7 +499,8 @@ class Einsum(Function):
                     )
         ctx.subs, ctx.out, ctx.sizes = subs, out, sizes
         backend = "cupy" if is_cupy(arrays[0]) else "numpy"
-        return contract(",".join(subs) + "->" + out, *arrays, backend=backend)
+        expr = _expression(",".join(subs) + "->" + out, tuple(a.shape for a in arrays))
+        return expr(*arrays, backend=backend)
 
     @staticmethod
     def vjp(ctx: Context, g: Tensor, *inputs: Tensor) -> tuple[Tensor | None, ...]:
@@ -587,22 +594,24 @@ def _scatter_add(out: Array, key: Any, x: Array) -> None:
 
 
 def _segment_sum_numpy(x: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
-    """Scatter-add on the CPU: ``bincount`` per column for narrow rows, else ``add.at`` on flat indices.
+    """Scatter-add on the CPU by sorting: ``add.reduceat`` over runs of equal indices.
 
-    Flat (1-D) ``add.at`` is about twice as fast as row-wise ``add.at``; it runs in chunks of about
-    2^20 entries to bound the memory of the flat index array.
+    Rows are visited in index order (a stable ``argsort`` unless ``idx`` is already non-decreasing,
+    as the receivers of a neighbour list are), and each run is summed with one ``reduceat``; this is
+    several times faster than ``add.at``.
     """
     rows, width = x.shape[0], int(np.prod(x.shape[1:]))
-    if rows and (int(idx.min()) < 0 or int(idx.max()) >= n):
+    out = np.zeros((n, width), dtype=x.dtype)
+    if rows == 0:
+        return out.reshape((n, *x.shape[1:]))
+    if int(idx.min()) < 0 or int(idx.max()) >= n:
         raise IndexError(f"segment_sum: indices must lie in [0, {n}), got [{int(idx.min())}, {int(idx.max())}]")
     x2, ids = x.reshape(rows, width), idx.astype(np.intp, copy=False)
-    if 1 <= width <= 8:
-        sums = [np.bincount(ids, weights=x2[:, j], minlength=n) for j in range(width)]
-        return np.stack(sums, axis=1).astype(x.dtype, copy=False).reshape((n, *x.shape[1:]))
-    out, cols = np.zeros(n * width, dtype=x.dtype), np.arange(width, dtype=np.intp)
-    step = max(1, (1 << 20) // max(width, 1))
-    for s in range(0, rows, step):
-        np.add.at(out, (ids[s : s + step, None] * width + cols).ravel(), x2[s : s + step].ravel())
+    if rows > 1 and not bool((ids[1:] >= ids[:-1]).all()):
+        order = np.argsort(ids, kind="stable")
+        ids, x2 = ids[order], x2[order]
+    starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+    out[ids[starts]] = np.add.reduceat(x2, starts, axis=0)
     return out.reshape((n, *x.shape[1:]))
 
 
@@ -714,6 +723,45 @@ def index_add(x: Tensor, key: Any, shape: Sequence[int]) -> Tensor:
     """``zeros(shape)`` with ``x`` added at ``[key]`` (the adjoint of ``getitem``)."""
     key, basic = _key(key, x.data)
     return IndexAdd.apply(x, key=key, basic=basic, shape=tuple(shape))
+
+
+class TakeLast(Function):
+    """Gather along the last axis with unique indices: ``y[..., t] = x[..., idx[t]]``;
+    ``x̄ = put_last(g, idx, x.shape[-1])`` (indices unique, so the scatter is an assignment)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Array, *, idx: Array) -> Array:
+        ctx.idx = idx
+        return array_module(x).take(x, idx, axis=-1)
+
+    @staticmethod
+    def vjp(ctx: Context, g: Tensor, x: Tensor) -> tuple[Tensor | None, ...]:
+        return (PutLast.apply(g, idx=ctx.idx, size=x.shape[-1]),)
+
+
+class PutLast(Function):
+    """``y = zeros(..., size); y[..., idx] = x`` (unique idx);  ``x̄ = take_last(g, idx)``."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Array, *, idx: Array, size: int) -> Array:
+        ctx.idx = idx
+        out = array_module(x).zeros((*x.shape[:-1], size), dtype=x.dtype)
+        out[..., idx] = x
+        return out
+
+    @staticmethod
+    def vjp(ctx: Context, g: Tensor, x: Tensor) -> tuple[Tensor | None, ...]:
+        return (TakeLast.apply(g, idx=ctx.idx),)
+
+
+def take_last(x: Tensor, idx: Any) -> Tensor:
+    """``x[..., idx]`` for a constant 1-D array of *distinct* integer indices (checked)."""
+    idx = _index_array(idx, x.data, "take_last")
+    if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= x.shape[-1]):
+        raise IndexError(f"take_last: indices must lie in [0, {x.shape[-1]})")
+    if len(array_module(idx).unique(idx)) != len(idx):
+        raise ValueError("take_last: indices must be distinct")
+    return TakeLast.apply(x, idx=idx)
 
 
 class Concatenate(Function):
