@@ -48,7 +48,7 @@ from cartesian_irreps.runtime.fused import PathTable
 from . import autodiff as ad
 from .autodiff import Tensor
 from .equivariant import edge_harmonics, message_product
-from .radial import bessel_basis, scaled_silu
+from .radial import SILU_SCALE, bessel_basis
 
 FORMAT = "cartesian-irreps-mlip"
 FORMAT_VERSION = 1
@@ -424,13 +424,15 @@ class Potential:
                     wsc = ad.index_select(P(f"{pre}.sc.{_kname(k)}"), species)
                     sc[k] = ad.einsum("nkm,nkq->nqm", h[k], wsc) * inv_k
             # radial MLP -> (E, K, P)
+            # (constant scales folded into the small weight matrices, not the (E, width) activations)
             x = radial
             n_lin = len(cfg.radial_hidden) + 1
             for i in range(n_lin):
                 w = P(f"{pre}.radial.{i}")
-                x = ad.matmul(x, w) * (1.0 / math.sqrt(w.shape[0]))
+                scale = (SILU_SCALE if i > 0 else 1.0) / math.sqrt(w.shape[0])
+                x = ad.matmul(x, w * scale)
                 if i < n_lin - 1:
-                    x = scaled_silu(x)
+                    x = ad.silu(x)
             weights = ad.reshape(x, (-1, K, lp.num_message_paths))
             # messages, per input parity group
             blocks: dict[Key, list[Tensor]] = {k: [] for k in lp.a_keys}
@@ -480,9 +482,9 @@ class Potential:
             if lp.index < cfg.num_layers - 1:
                 e = ad.einsum("nk,k->n", scalars, P(f"{pre}.readout")) * inv_k
             else:
-                w0 = P(f"{pre}.readout.0")
-                hid = scaled_silu(ad.matmul(scalars, w0) * inv_k)
-                e = ad.einsum("nj,j->n", hid, P(f"{pre}.readout.1")) * (1.0 / math.sqrt(cfg.readout_hidden))
+                hid = ad.silu(ad.matmul(scalars, P(f"{pre}.readout.0") * inv_k))
+                w1 = P(f"{pre}.readout.1") * (SILU_SCALE / math.sqrt(cfg.readout_hidden))
+                e = ad.einsum("nj,j->n", hid, w1)
             energy = e if energy is None else energy + e
             h = h_new
         shift = xp.asarray(np.array(cfg.atomic_energies, dtype=vectors.dtype))[species]
