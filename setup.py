@@ -39,6 +39,8 @@ class BuildExt(build_ext):
     """``build_ext`` that adds optimisation flags the compiler accepts."""
 
     def build_extensions(self) -> None:
+        # flags depend on the environment, so never reuse an object from an earlier build
+        self.force = True
         if self.compiler.compiler_type != "msvc":
             march = os.environ.get(MARCH_ENV, "native").strip()
             flags = ["-O3"]

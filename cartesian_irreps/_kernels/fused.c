@@ -20,7 +20,9 @@
  *     mode 2 ("y"): dPhi/dy  (shape of y)   gy[e,oy+j]   = sum_{c,p} w[e,c,p] sum_ik C_p[i,j,k] x[e,c,ox+i] g[e,c,oz+k]
  *     mode 3 ("w"): dPhi/dw  (shape of w)   gw[e,c,p]    = sum_ijk C_p[i,j,k] x[e,c,ox+i] y[e,oy+j] g[e,c,oz+k]
  *
- * Contributions of paths that share an output block are summed.  Only the edges
+ * Paths may share blocks of x and y (their contributions to dPhi/dx and dPhi/dy add up);
+ * their blocks of g (and z) must be disjoint, as in the contiguous layout
+ * oz_p = sum_{q<p} dz_q (rows of g that no path owns give zeros).  Only the edges
  * [e_start, e_stop) are processed, and their rows of `out` are overwritten (rows of
  * other edges are left untouched), so that Python threads can split the edge range:
  * the GIL is released during the loop.
@@ -33,8 +35,8 @@
  * and non-temporal stores when the output is large).  Mode "y" instead accumulates
  * T_p[i,k] = sum_c w[e,c,p] x[e,c,ox+i] g[e,c,oz+k] over channels and then applies
  * gy[e,oy+j] += sum_ik C_p[i,j,k] T_p[i,k].  All arithmetic is done in double, for
- * float32 inputs too.  The output blocks of the paths must be disjoint (as in the
- * contiguous layout oz_p = sum_{q<p} dz_q).
+ * float32 inputs too.  Every loop over pairs, COO entries or rows is flat (no short inner
+ * loops of data-dependent length), so branches are predictable.
  *
  * Only the buffer protocol is used (no NumPy C API).
  */
@@ -46,8 +48,12 @@
 #include <string.h>
 
 #if defined(__SSE2__) || defined(_M_X64)
-#include <emmintrin.h>
+#include <immintrin.h>
 #define FUSED_STREAM 1
+#endif
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#define restrict __restrict
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -118,9 +124,15 @@ typedef struct {
     int nnz, npairs;
     int32_t *pair_x;    /* (npairs,) row ox_p + i of x */
     int32_t *pair_z;    /* (npairs,) row oz_p + k of g / z */
-    int32_t *coo_pair;  /* (nnz,) pair of each COO entry */
-    int32_t *coo_y;     /* (nnz,) row oy_p + j of y */
-    double *coo_val;    /* (nnz,) value, as double */
+    /* the COO entries, as (pair, row oy_p + j of y, value): the first entry of every pair t is
+     * first_y[t], first_val[t]; the nrest others are rest_pair/rest_y/rest_val[n] */
+    int32_t *first_y;
+    double *first_val;
+    int nrest;
+    int32_t *rest_pair, *rest_y;
+    double *rest_val;
+    int32_t *coo_pair; /* (nnz,) scratch of plan_build */
+    int32_t *coo_y;    /* (nnz,) scratch of plan_build */
     int32_t *zrow_path; /* (DZ,) path owning row r of g / z; P where none does */
     int nfirst;         /* pairs 0 .. nfirst-1 are the first of their destination row */
     int nzero;          /* destination rows that no pair touches ... */
@@ -130,9 +142,13 @@ typedef struct {
 static void plan_free(Plan *pl) {
     free(pl->pair_x);
     free(pl->pair_z);
+    free(pl->first_y);
+    free(pl->first_val);
+    free(pl->rest_pair);
+    free(pl->rest_y);
+    free(pl->rest_val);
     free(pl->coo_pair);
     free(pl->coo_y);
-    free(pl->coo_val);
     free(pl->zrow_path);
     free(pl->zero_rows);
 }
@@ -141,7 +157,7 @@ static void plan_free(Plan *pl) {
  * (rows oz_p .. oz_p + dz_p - 1) must be disjoint (checked by the caller).  Returns 0 on
  * success, -1 on OOM. */
 static int plan_build(Plan *pl, int mode, const int32_t *meta, const int32_t *coo_ptr, const int32_t *coo_i,
-                      const int32_t *coo_j, const int32_t *coo_k) {
+                      const int32_t *coo_j, const int32_t *coo_k, const double *coo_val) {
     const int P = pl->P, nnz = pl->nnz;
     size_t max_cells = 1;
     for (int p = 0; p < P; p++) {
@@ -160,9 +176,15 @@ static int plan_build(Plan *pl, int mode, const int32_t *meta, const int32_t *co
     int32_t *rank = (int32_t *)malloc(nz * sizeof(int32_t)), *newpos = (int32_t *)malloc(nz * sizeof(int32_t));
     int32_t *count = (int32_t *)calloc(ndst > nz + 1 ? ndst : nz + 1, sizeof(int32_t));
     pl->zero_rows = (int32_t *)malloc(ndst * sizeof(int32_t));
+    pl->first_y = (int32_t *)malloc(nz * sizeof(int32_t));
+    pl->first_val = (double *)malloc(nz * sizeof(double));
+    pl->rest_pair = (int32_t *)malloc(nz * sizeof(int32_t));
+    pl->rest_y = (int32_t *)malloc(nz * sizeof(int32_t));
+    pl->rest_val = (double *)malloc(nz * sizeof(double));
     int rc = -1;
     if (!pl->pair_x || !pl->pair_z || !pl->coo_pair || !pl->coo_y || !pl->zrow_path || !cell || !px || !pz || !rank ||
-        !newpos || !count || !pl->zero_rows)
+        !newpos || !count || !pl->zero_rows || !pl->first_y || !pl->first_val || !pl->rest_pair || !pl->rest_y ||
+        !pl->rest_val)
         goto out;
 
     for (int r = 0; r < pl->DZ; r++) pl->zrow_path[r] = P;
@@ -210,7 +232,22 @@ static int plan_build(Plan *pl, int mode, const int32_t *meta, const int32_t *co
         pl->pair_x[newpos[t]] = px[t];
         pl->pair_z[newpos[t]] = pz[t];
     }
-    for (int n = 0; n < nnz; n++) pl->coo_pair[n] = newpos[pl->coo_pair[n]];
+    /* split the COO entries into the first of each pair (indexed by pair) and the rest */
+    for (int t = 0; t < q; t++) rank[t] = 0; /* reused: pair already seen */
+    pl->nrest = 0;
+    for (int n = 0; n < nnz; n++) {
+        const int t = newpos[pl->coo_pair[n]];
+        if (!rank[t]) {
+            rank[t] = 1;
+            pl->first_y[t] = pl->coo_y[n];
+            pl->first_val[t] = coo_val[n];
+        } else {
+            pl->rest_pair[pl->nrest] = t;
+            pl->rest_y[pl->nrest] = pl->coo_y[n];
+            pl->rest_val[pl->nrest] = coo_val[n];
+            pl->nrest++;
+        }
+    }
     rc = 0;
 out:
     free(cell);
@@ -225,27 +262,34 @@ out:
 /* ------------------------------------------------------------------------- */
 /* transposes between rows of the arrays and channel-innermost scratch         */
 
-/* With GCC >= 12 or Clang, full 8 x 8 tiles are transposed in registers as (8/VL)^2 blocks of
- * VL x VL (two-vector shuffles); leftover rows, partial groups of channels and builds without
+/* With GCC >= 12 or Clang, full 8 x 8 tiles are transposed in registers as (8/TVL)^2 blocks of
+ * TVL x TVL (two-vector shuffles); leftover rows, partial groups of channels and builds without
  * vector extensions use scalar loops. */
 #if VL > 1 && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12))
 #define FUSED_SIMD_TRANSPOSE 1
 #define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
-/* unaligned (and aliasing) VL-element vectors of the array element types */
-typedef double vu_f64 __attribute__((vector_size(VL * sizeof(double)), aligned(sizeof(double)), may_alias));
-typedef float vu_f32 __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float)), may_alias));
+/* transposes work on TVL x TVL blocks (TVL = VL unless overridden at compile time) */
+#ifndef TVL
+#define TVL VL
+#endif
+typedef double tvec __attribute__((vector_size(TVL * sizeof(double))));
+#define TLOAD(p) (*(const tvec *)(p))
+#define TSTORE(p, a) (*(tvec *)(p) = (a))
+/* unaligned (and aliasing) TVL-element vectors of the array element types */
+typedef double vu_f64 __attribute__((vector_size(TVL * sizeof(double)), aligned(sizeof(double)), may_alias));
+typedef float vu_f32 __attribute__((vector_size(TVL * sizeof(float)), aligned(sizeof(float)), may_alias));
 
-/* in place: a[r][c] -> a[c][r] for a VL x VL block */
-static inline void transpose_block(nvec *a) {
-#if VL == 8
-    const nvec t0 = SHUF(a[0], a[1], 0, 8, 2, 10, 4, 12, 6, 14), t1 = SHUF(a[0], a[1], 1, 9, 3, 11, 5, 13, 7, 15);
-    const nvec t2 = SHUF(a[2], a[3], 0, 8, 2, 10, 4, 12, 6, 14), t3 = SHUF(a[2], a[3], 1, 9, 3, 11, 5, 13, 7, 15);
-    const nvec t4 = SHUF(a[4], a[5], 0, 8, 2, 10, 4, 12, 6, 14), t5 = SHUF(a[4], a[5], 1, 9, 3, 11, 5, 13, 7, 15);
-    const nvec t6 = SHUF(a[6], a[7], 0, 8, 2, 10, 4, 12, 6, 14), t7 = SHUF(a[6], a[7], 1, 9, 3, 11, 5, 13, 7, 15);
-    const nvec u0 = SHUF(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13), u2 = SHUF(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);
-    const nvec u1 = SHUF(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13), u3 = SHUF(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);
-    const nvec u4 = SHUF(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13), u6 = SHUF(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
-    const nvec u5 = SHUF(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13), u7 = SHUF(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
+/* in place: a[r][c] -> a[c][r] for a TVL x TVL block */
+static inline void transpose_block(tvec *a) {
+#if TVL == 8
+    const tvec t0 = SHUF(a[0], a[1], 0, 8, 2, 10, 4, 12, 6, 14), t1 = SHUF(a[0], a[1], 1, 9, 3, 11, 5, 13, 7, 15);
+    const tvec t2 = SHUF(a[2], a[3], 0, 8, 2, 10, 4, 12, 6, 14), t3 = SHUF(a[2], a[3], 1, 9, 3, 11, 5, 13, 7, 15);
+    const tvec t4 = SHUF(a[4], a[5], 0, 8, 2, 10, 4, 12, 6, 14), t5 = SHUF(a[4], a[5], 1, 9, 3, 11, 5, 13, 7, 15);
+    const tvec t6 = SHUF(a[6], a[7], 0, 8, 2, 10, 4, 12, 6, 14), t7 = SHUF(a[6], a[7], 1, 9, 3, 11, 5, 13, 7, 15);
+    const tvec u0 = SHUF(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13), u2 = SHUF(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);
+    const tvec u1 = SHUF(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13), u3 = SHUF(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);
+    const tvec u4 = SHUF(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13), u6 = SHUF(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
+    const tvec u5 = SHUF(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13), u7 = SHUF(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
     a[0] = SHUF(u0, u4, 0, 1, 2, 3, 8, 9, 10, 11);
     a[4] = SHUF(u0, u4, 4, 5, 6, 7, 12, 13, 14, 15);
     a[1] = SHUF(u1, u5, 0, 1, 2, 3, 8, 9, 10, 11);
@@ -254,49 +298,62 @@ static inline void transpose_block(nvec *a) {
     a[6] = SHUF(u2, u6, 4, 5, 6, 7, 12, 13, 14, 15);
     a[3] = SHUF(u3, u7, 0, 1, 2, 3, 8, 9, 10, 11);
     a[7] = SHUF(u3, u7, 4, 5, 6, 7, 12, 13, 14, 15);
-#elif VL == 4
-    const nvec t0 = SHUF(a[0], a[1], 0, 4, 2, 6), t1 = SHUF(a[0], a[1], 1, 5, 3, 7);
-    const nvec t2 = SHUF(a[2], a[3], 0, 4, 2, 6), t3 = SHUF(a[2], a[3], 1, 5, 3, 7);
+#elif TVL == 4
+    const tvec t0 = SHUF(a[0], a[1], 0, 4, 2, 6), t1 = SHUF(a[0], a[1], 1, 5, 3, 7);
+    const tvec t2 = SHUF(a[2], a[3], 0, 4, 2, 6), t3 = SHUF(a[2], a[3], 1, 5, 3, 7);
     a[0] = SHUF(t0, t2, 0, 1, 4, 5);
     a[2] = SHUF(t0, t2, 2, 3, 6, 7);
     a[1] = SHUF(t1, t3, 0, 1, 4, 5);
     a[3] = SHUF(t1, t3, 2, 3, 6, 7);
-#else /* VL == 2 */
-    const nvec t0 = SHUF(a[0], a[1], 0, 2), t1 = SHUF(a[0], a[1], 1, 3);
+#else /* TVL == 2 */
+    const tvec t0 = SHUF(a[0], a[1], 0, 2), t1 = SHUF(a[0], a[1], 1, 3);
     a[0] = t0;
     a[1] = t1;
 #endif
 }
 
 /* tile rows r0 .. r0+7 of 8 channel rows (src row v at src + v*D) -> scratch rows of width W */
+/* Full tiles cover rows 0 .. D - D % 8; when D >= 8 the leftover rows are covered by one more tile
+ * at D - 8 that overlaps the previous one (rewriting equal values), so only D < 8 is left to the
+ * scalar loops. */
 #define TILE_LOAD(SUF)                                                                                 \
-    if (nb == CB) {                                                                                    \
-        for (; r0 + CB <= D; r0 += CB)                                                                 \
-            for (int bi = 0; bi < CB; bi += VL)     /* channels bi .. bi+VL-1 */                       \
-                for (int bj = 0; bj < CB; bj += VL) { /* rows r0+bj .. */                              \
-                    nvec a[VL];                                                                        \
-                    for (int v = 0; v < VL; v++)                                                       \
+    if (nb == CB && D >= CB) {                                                                         \
+        for (int last = 0; !last;) {                                                                   \
+            if (r0 + CB > D) r0 = D - CB;                                                              \
+            last = r0 + CB >= D;                                                                       \
+            for (int bi = 0; bi < CB; bi += TVL)     /* channels bi .. bi+VL-1 */                       \
+                for (int bj = 0; bj < CB; bj += TVL) { /* rows r0+bj .. */                              \
+                    tvec a[TVL];                                                                        \
+                    for (int v = 0; v < TVL; v++)                                                       \
                         a[v] = __builtin_convertvector(*(const vu_##SUF *)(src + (size_t)(bi + v) * D + r0 + bj), \
-                                                       nvec);                                          \
+                                                       tvec);                                          \
                     transpose_block(a);                                                                \
-                    for (int t = 0; t < VL; t++) VSTORE(dst + (size_t)(r0 + bj + t) * W + bi, a[t]);   \
+                    for (int t = 0; t < TVL; t++) TSTORE(dst + (size_t)(r0 + bj + t) * W + bi, a[t]);   \
                 }                                                                                      \
+            r0 += CB;                                                                                  \
+        }                                                                                              \
+        r0 = D;                                                                                        \
     }
 #define TILE_STORE(SUF)                                                                                \
-    if (nb == CB) {                                                                                    \
-        for (; r0 + CB <= D; r0 += CB)                                                                 \
-            for (int bi = 0; bi < CB; bi += VL)                                                        \
-                for (int bj = 0; bj < CB; bj += VL) {                                                  \
-                    nvec a[VL];                                                                        \
-                    for (int t = 0; t < VL; t++) {                                                     \
-                        a[t] = VLOAD(src + (size_t)(r0 + bj + t) * W + bi);                            \
-                        if (scale) a[t] *= VLOAD(scale + (size_t)zp[r0 + bj + t] * W + bi);            \
+    if (nb == CB && D >= CB) {                                                                         \
+        for (int last = 0; !last;) {                                                                   \
+            if (r0 + CB > D) r0 = D - CB;                                                              \
+            last = r0 + CB >= D;                                                                       \
+            for (int bi = 0; bi < CB; bi += TVL)                                                        \
+                for (int bj = 0; bj < CB; bj += TVL) {                                                  \
+                    tvec a[TVL];                                                                        \
+                    for (int t = 0; t < TVL; t++) {                                                     \
+                        a[t] = TLOAD(src + (size_t)(r0 + bj + t) * W + bi);                            \
+                        if (scale) a[t] *= TLOAD(scale + (size_t)zp[r0 + bj + t] * W + bi);            \
                     }                                                                                  \
                     transpose_block(a);                                                                \
-                    for (int v = 0; v < VL; v++)                                                       \
+                    for (int v = 0; v < TVL; v++)                                                       \
                         *(vu_##SUF *)(dst + (size_t)(bi + v) * D + r0 + bj) =                          \
                             __builtin_convertvector(a[v], vu_##SUF);                                   \
                 }                                                                                      \
+            r0 += CB;                                                                                  \
+        }                                                                                              \
+        r0 = D;                                                                                        \
     }
 #else
 #define TILE_LOAD(SUF)
@@ -381,21 +438,25 @@ static void stream_copy(void *dst, const void *src, size_t n) {
 #ifdef FUSED_STREAM
     char *d = (char *)dst;
     const char *s = (const char *)src;
-    size_t head = (16u - ((uintptr_t)d & 15u)) & 15u;
+    size_t head = (64u - ((uintptr_t)d & 63u)) & 63u; /* align the destination to a cache line */
     if (head > n) head = n;
     memcpy(d, s, head);
     d += head;
     s += head;
     n -= head;
     for (; n >= 64; n -= 64, d += 64, s += 64) {
-        const __m128i a = _mm_loadu_si128((const __m128i *)s), b = _mm_loadu_si128((const __m128i *)(s + 16));
-        const __m128i c = _mm_loadu_si128((const __m128i *)(s + 32)), e = _mm_loadu_si128((const __m128i *)(s + 48));
-        _mm_stream_si128((__m128i *)d, a);
-        _mm_stream_si128((__m128i *)(d + 16), b);
-        _mm_stream_si128((__m128i *)(d + 32), c);
-        _mm_stream_si128((__m128i *)(d + 48), e);
+#if defined(__AVX512F__)
+        _mm512_stream_si512((__m512i *)d, _mm512_loadu_si512((const void *)s));
+#elif defined(__AVX__)
+        _mm256_stream_si256((__m256i *)d, _mm256_loadu_si256((const __m256i *)s));
+        _mm256_stream_si256((__m256i *)(d + 32), _mm256_loadu_si256((const __m256i *)(s + 32)));
+#else
+        _mm_stream_si128((__m128i *)d, _mm_loadu_si128((const __m128i *)s));
+        _mm_stream_si128((__m128i *)(d + 16), _mm_loadu_si128((const __m128i *)(s + 16)));
+        _mm_stream_si128((__m128i *)(d + 32), _mm_loadu_si128((const __m128i *)(s + 32)));
+        _mm_stream_si128((__m128i *)(d + 48), _mm_loadu_si128((const __m128i *)(s + 48)));
+#endif
     }
-    for (; n >= 16; n -= 16, d += 16, s += 16) _mm_stream_si128((__m128i *)d, _mm_loadu_si128((const __m128i *)s));
     memcpy(d, s, n);
 #else
     memcpy(dst, src, n);
@@ -403,7 +464,9 @@ static void stream_copy(void *dst, const void *src, size_t n) {
 }
 
 /* outputs larger than this (bytes per call) are written with non-temporal stores */
+#ifndef STREAM_MIN_BYTES
 #define STREAM_MIN_BYTES ((size_t)4 << 20)
+#endif
 
 /* ------------------------------------------------------------------------- */
 /* the edge loop                                                              */
@@ -501,14 +564,17 @@ FORCE_INLINE void block_body(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb,
         store_rows(fmt, ot, nb, P, cx->dst_base, orow * P, W, NULL, NULL);
     } else { /* MODE_Y: T[q] (CB lanes) += x[ox+i] w_p g[oz+k], folding the NV groups of the block */
         double *restrict T = cx->T;
+        const int first = c0 == 0; /* the first block of the edge initialises T */
         for (int t = 0; t < npairs; t++) {
             const double *a = xt + (size_t)pair_x[t] * W, *b = tmp + (size_t)pair_z[t] * W;
             double *d = T + (size_t)t * CB;
+            nvec acc[CB / VL];
             UNROLL
-            for (int s = 0; s < S; s++) {
-                const int l = (s * VL) % CB;
-                VSTORE(d + l, VLOAD(d + l) + VLOAD(a + s * VL) * VLOAD(b + s * VL));
-            }
+            for (int l = 0; l < CB / VL; l++) acc[l] = first ? VLOAD(a + l * VL) * VLOAD(b + l * VL) : VLOAD(d + l * VL);
+            UNROLL
+            for (int s = first ? CB / VL : 0; s < S; s++) acc[s % (CB / VL)] += VLOAD(a + s * VL) * VLOAD(b + s * VL);
+            UNROLL
+            for (int l = 0; l < CB / VL; l++) VSTORE(d + l * VL, acc[l]);
         }
     }
 }
@@ -517,13 +583,38 @@ static void block_nv1(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb) { bloc
 static void block_nv2(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb) { block_body(cx, e, c0, nb, 2); }
 static void block_nv4(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb) { block_body(cx, e, c0, nb, 4); }
 
+/* Ts[t] = sum of the CB lanes of row t of T, for t < n.  With SIMD transposes, TVL rows at a
+ * time: transposing TVL x TVL blocks turns the lane sums into vertical vector adds (rows past
+ * n, up to a multiple of TVL, must exist and are summed too). */
+static void lane_sums(const double *T, int n, double *Ts) {
+#ifdef FUSED_SIMD_TRANSPOSE
+    for (int t0 = 0; t0 < n; t0 += TVL) {
+        tvec acc = {0};
+        for (int h = 0; h < CB; h += TVL) {
+            tvec a[TVL];
+            for (int i = 0; i < TVL; i++) a[i] = TLOAD(T + (size_t)(t0 + i) * CB + h);
+            transpose_block(a);
+            for (int j = 0; j < TVL; j++) acc += a[j];
+        }
+        TSTORE(Ts + t0, acc);
+    }
+#else
+    for (int t = 0; t < n; t++) {
+        double acc = 0.0;
+        for (int v = 0; v < CB; v++) acc += T[(size_t)t * CB + v];
+        Ts[t] = acc;
+    }
+#endif
+}
+
 /* Returns 0 on success, -1 on OOM. */
 static int run_edges(const Plan *pl, const Job *jb) {
-    const int P = pl->P, DX = pl->DX, DY = pl->DY, DZ = pl->DZ, npairs = pl->npairs, nnz = pl->nnz;
+    const int P = pl->P, DX = pl->DX, DY = pl->DY, DZ = pl->DZ, npairs = pl->npairs;
     const int mode = jb->mode, fmt = jb->fmt;
     const Py_ssize_t C = jb->C;
-    const int32_t *coo_pair = pl->coo_pair, *coo_y = pl->coo_y;
-    const double *coo_val = pl->coo_val;
+    const int nrest = pl->nrest;
+    const int32_t *restrict first_y = pl->first_y, *restrict rest_pair = pl->rest_pair, *restrict rest_y = pl->rest_y;
+    const double *restrict first_val = pl->first_val, *restrict rest_val = pl->rest_val;
 
     /* rows per channel of the output (mode y writes one short row per edge directly) */
     const int Dout = mode == MODE_Z ? DZ : mode == MODE_X ? DX : P;
@@ -537,7 +628,7 @@ static int run_edges(const Plan *pl, const Job *jb) {
     const size_t nstage = stream ? (edge_bytes + sizeof(double) - 1) / sizeof(double) : 0;
     const size_t sizes[] = {
         (size_t)DX * WMAX, (size_t)DZ * WMAX, (size_t)(P + 1) * WMAX, (size_t)orows * WMAX, (size_t)DZ * WMAX,
-        ROUND((size_t)npairs * CB), ROUND(npairs), ROUND(npairs), ROUND(DY), ROUND(DY), ROUND(nstage)};
+        ROUND(((size_t)npairs + CB) * CB), ROUND(npairs + CB), ROUND(npairs + CB), ROUND(DY), ROUND(DY), ROUND(nstage)};
 #undef ROUND
     size_t total = 0;
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) total += sizes[i];
@@ -555,10 +646,8 @@ static int run_edges(const Plan *pl, const Job *jb) {
             /* fold y into the pair matrices: M[q] = sum over the COO entries n of pair q of val * y */
             double *restrict M = cx.M;
             for (int r = 0; r < DY; r++) yrow[r] = load_scalar(fmt, jb->y, (size_t)e * DY + r);
-            for (int t = 0; t < npairs; t++) M[t] = 0.0;
-            for (int n = 0; n < nnz; n++) M[coo_pair[n]] += coo_val[n] * yrow[coo_y[n]];
-        } else {
-            memset(cx.T, 0, (size_t)npairs * CB * sizeof(double));
+            for (int t = 0; t < npairs; t++) M[t] = first_val[t] * yrow[first_y[t]];
+            for (int n = 0; n < nrest; n++) M[rest_pair[n]] += rest_val[n] * yrow[rest_y[n]];
         }
 
         for (Py_ssize_t c0 = 0; c0 < C;) {
@@ -579,14 +668,10 @@ static int run_edges(const Plan *pl, const Job *jb) {
 
         if (mode == MODE_Y) {
             /* gy[oy+j] = sum_n C_n T[pair(n)] summed over the channel lanes */
-            for (int t = 0; t < npairs; t++) {
-                const double *d = cx.T + (size_t)t * CB;
-                double acc = 0.0;
-                for (int v = 0; v < CB; v++) acc += d[v];
-                Ts[t] = acc;
-            }
+            lane_sums(cx.T, npairs, Ts);
             for (int r = 0; r < DY; r++) gyrow[r] = 0.0;
-            for (int n = 0; n < nnz; n++) gyrow[coo_y[n]] += coo_val[n] * Ts[coo_pair[n]];
+            for (int t = 0; t < npairs; t++) gyrow[first_y[t]] += first_val[t] * Ts[t];
+            for (int n = 0; n < nrest; n++) gyrow[rest_y[n]] += rest_val[n] * Ts[rest_pair[n]];
             for (int r = 0; r < DY; r++) store_scalar(fmt, jb->out, (size_t)e * DY + r, gyrow[r]);
         }
     }
@@ -693,6 +778,7 @@ static PyObject *py_phi_grad(PyObject *self, PyObject *args) {
     bs.n = 0;
     Plan pl;
     memset(&pl, 0, sizeof(pl));
+    double *vals = NULL;
     PyObject *result = NULL;
 
     /* integer tables */
@@ -856,13 +942,13 @@ static PyObject *py_phi_grad(PyObject *self, PyObject *args) {
     pl.DY = (int)DY;
     pl.DZ = (int)DZ;
     pl.nnz = (int)nnz;
-    pl.coo_val = (double *)malloc((size_t)(nnz > 0 ? nnz : 1) * sizeof(double));
-    if (!pl.coo_val) {
+    vals = (double *)malloc((size_t)(nnz > 0 ? nnz : 1) * sizeof(double));
+    if (!vals) {
         PyErr_NoMemory();
         goto done;
     }
     for (Py_ssize_t n = 0; n < nnz; n++)
-        pl.coo_val[n] = vfmt == 'd' ? ((const double *)bval->buf)[n] : (double)((const float *)bval->buf)[n];
+        vals[n] = vfmt == 'd' ? ((const double *)bval->buf)[n] : (double)((const float *)bval->buf)[n];
 
     Job jb;
     jb.mode = mode;
@@ -878,7 +964,7 @@ static PyObject *py_phi_grad(PyObject *self, PyObject *args) {
 
     int rc;
     Py_BEGIN_ALLOW_THREADS;
-    rc = plan_build(&pl, mode, meta, cptr, ci, cj, ck);
+    rc = plan_build(&pl, mode, meta, cptr, ci, cj, ck, vals);
     if (rc == 0 && e_stop > e_start) rc = run_edges(&pl, &jb);
     Py_END_ALLOW_THREADS;
     if (rc != 0) {
@@ -889,6 +975,7 @@ static PyObject *py_phi_grad(PyObject *self, PyObject *args) {
     result = oout;
 
 done:
+    free(vals);
     plan_free(&pl);
     release_all(&bs);
     return result;

@@ -366,11 +366,10 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     with _pool_lock:
         if _pool is None or _pool_size < workers:
-            old = _pool
+            # a smaller pool is dropped, not shut down: another thread may still be submitting to it
+            # (its idle workers exit once it is garbage collected)
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cartesian-irreps-fused")
             _pool_size = workers
-            if old is not None:
-                old.shutdown(wait=False)
         return _pool
 
 
@@ -432,6 +431,8 @@ def phi_grad(
     """
     arrays = {"x": x, "y": y, "w": w, "g": g}
     xp, used, E, C, dtype = _prepare(mode, table, arrays, out)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
     fast = (
         _ext is not None
         and xp is np
@@ -443,8 +444,6 @@ def phi_grad(
         return _reference(mode, table, xp, used, E, C, dtype, out)
     if threads is None:
         threads = default_threads()
-    elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
     if out is None:
         out = np.empty(_output_shape(mode, table, E, C), dtype=dtype)
     _run_kernel(mode, table, used, out, E, int(threads))
@@ -514,9 +513,8 @@ def _reference(
 
 def phi(table: PathTable, x: Any, y: Any, w: Any, g: Any) -> Any:
     """The scalar ``Phi(x, y, w, g) = sum(z * g)``, ``z = phi_grad("z", ...)``, as a 0-d array of the inputs' module."""
-    _prepare("x", table, {"x": None, "y": y, "w": w, "g": g}, None)  # g against y and w
+    xp, _, _, _, _ = _prepare("x", table, {"x": None, "y": y, "w": w, "g": g}, None)  # g against y and w
     z = phi_grad("z", table, x=x, y=y, w=w)
-    xp = np if isinstance(z, np.ndarray) else __import__("cupy")
     if type(z) is not type(g) or z.dtype != g.dtype:
         raise TypeError(f"g ({type(g).__name__}, {g.dtype}) does not match x, y, w ({type(z).__name__}, {z.dtype})")
     return xp.sum(z * g)

@@ -92,7 +92,7 @@ path_subsets = st.integers(1, 3).flatmap(
     lambda L: st.lists(st.sampled_from(natural_paths(L)), min_size=1, max_size=len(natural_paths(L)), unique=True)
 )
 dtypes = st.sampled_from([np.float64, np.float32])
-sizes = st.tuples(st.integers(0, 24), st.integers(1, 19))  # (E, C): C covers partial channel blocks
+sizes = st.tuples(st.integers(0, 24), st.integers(0, 19))  # (E, C): C covers partial channel blocks
 seeds = st.integers(0, 2**32 - 1)
 
 
@@ -209,6 +209,21 @@ def test_thread_chunks_large_default_threshold():
         assert np.array_equal(phi_grad(mode, table, **inputs), one)
 
 
+@needs_ext
+def test_large_outputs_streaming_path():
+    """Outputs of several MB per call go through the kernel's staging buffer and non-temporal stores."""
+    table = make_table(natural_paths(3))
+    arrays = random_inputs(table, 1500, 32, np.float64, 11)
+    assert arrays["x"].nbytes > 4 << 20  # above the kernel's streaming threshold for modes z, x, w
+    for mode in MODES:
+        inputs = without(arrays, ARGS[mode])
+        ref = phi_grad_reference(mode, table, **inputs)
+        for threads in (1, 2):
+            out = np.full_like(ref, np.nan)
+            phi_grad(mode, table, **inputs, out=out, threads=threads)
+            assert close(out, ref, 1e-12), (mode, threads)
+
+
 def test_edge_chunks():
     assert fused._edge_chunks(0, 4) == [(0, 0)]
     assert fused._edge_chunks(100, 4) == [(0, 100)]
@@ -216,6 +231,20 @@ def test_edge_chunks():
     chunks = fused._edge_chunks(10 * n + 3, 4)
     assert len(chunks) == 4 and chunks[0][0] == 0 and chunks[-1][1] == 10 * n + 3
     assert all(a[1] == b[0] for a, b in itertools.pairwise(chunks))
+
+
+def test_concurrent_callers():
+    """Several Python threads may call phi_grad at once (each splitting its own edge range)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    table = make_table(natural_paths(2))
+    arrays = random_inputs(table, 2 * fused.MIN_EDGES_PER_THREAD + 1, 5, np.float64, 8)
+    expected = {m: phi_grad(m, table, **without(arrays, ARGS[m]), threads=1) for m in MODES}
+    with ThreadPoolExecutor(4) as pool:
+        jobs = [(m, t) for m in MODES for t in (1, 2, 3)]
+        results = list(pool.map(lambda mt: phi_grad(mt[0], table, **without(arrays, ARGS[mt[0]]), threads=mt[1]), jobs))
+    for (m, _), r in zip(jobs, results):
+        assert np.array_equal(r, expected[m])
 
 
 def test_default_threads_env(monkeypatch):
@@ -431,6 +460,10 @@ def test_extension_validates_arguments():
     bad[0, 0] = table.DX
     with pytest.raises(ValueError, match="does not fit"):
         call(meta=bad)
+    overlap = table.meta.copy()
+    overlap[1, 4] = overlap[0, 4]
+    with pytest.raises(ValueError, match="overlaps"):
+        call(meta=overlap)
     bad_k = table.coo_k.copy()
     bad_k[0] = 5
     with pytest.raises(ValueError, match="out of range"):
