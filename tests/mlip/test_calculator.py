@@ -11,7 +11,8 @@ from ase import Atoms, units
 from ase.build import bulk
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_stress
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.filters import FrechetCellFilter
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS
 from ase.stress import voigt_6_to_full_3x3_stress
@@ -111,6 +112,12 @@ def test_results_are_cached_and_refreshed_when_atoms_move():
     atoms.positions[0, 0] += 0.05
     assert atoms.get_potential_energy() != e0
     assert calc.last_batch is not first
+    # a direct calculate() on new atoms drops the old results (no stale stress)
+    crystal = periodic(0)
+    calc.calculate(crystal, ["energy", "stress"])
+    assert "stress" in calc.results
+    calc.calculate(periodic(1), ["energy"])
+    assert "stress" not in calc.results and "energies" not in calc.results
 
 
 # ------------------------------------------------------------------------------------ derivatives
@@ -229,11 +236,24 @@ def test_bfgs_relaxes_a_rattled_cell_to_the_minimum():
     assert atoms.get_potential_energy() == pytest.approx(perfect.get_potential_energy(), abs=1e-6)
 
 
+def test_variable_cell_relaxation_uses_the_stress():
+    atoms = CU_CELL.copy()
+    atoms.rattle(stdev=0.03, seed=1)
+    atoms.calc = ICTPCalculator(stable_cu_potential())
+    e0, s0 = atoms.get_potential_energy(), np.abs(atoms.get_stress()).max()
+    assert s0 > 1e-2  # the random model's fcc lattice is far from zero stress at a = 3.61 Å
+    BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=5e-3, steps=60)
+    assert atoms.get_potential_energy() < e0
+    assert np.abs(atoms.get_stress()).max() < 1e-3  # eV/Å³
+    a, b, c = atoms.cell.cellpar()[:3]
+    assert a == pytest.approx(2 * b, rel=1e-3) and b == pytest.approx(c, rel=1e-3)  # still cubic
+
+
 def run_nve(calc, steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
     """Velocity Verlet (1 fs) from fcc Cu at 300 K: (E_pot, E_kin) per atom (eV) and the largest displacement (Å)."""
     atoms = CU_CELL.copy()
     atoms.calc = calc
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(seed))
+    thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(seed))
     Stationary(atoms)
     start = atoms.positions.copy()
     n = len(atoms)
@@ -318,11 +338,11 @@ def test_bad_structures_raise_with_their_message():
     nan = molecule()
     nan.positions[2, 1] = np.nan
     nan.calc = calc
-    with pytest.raises(ValueError, match="non-finite .*atom 2"):
+    with pytest.raises(ValueError, match=r"non-finite .*atom 2"):
         nan.get_forces()
     close = Atoms("CO", positions=[[0, 0, 0], [0.3, 0, 0]])
     close.calc = calc
-    with pytest.raises(ValueError, match="closer than min_distance = 0.5"):
+    with pytest.raises(ValueError, match=r"closer than min_distance = 0\.5"):
         close.get_potential_energy()
     close.calc = ICTPCalculator(POT, min_distance=0.2)
     assert np.isfinite(close.get_potential_energy())
