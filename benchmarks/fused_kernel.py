@@ -13,10 +13,26 @@ Each number is the median over ``--repeats`` runs after one warm-up.  The refere
 (:func:`phi_grad_reference`, NumPy, threads as NumPy's BLAS uses them) is timed last, once
 per L and dtype, with fresh outputs.
 
+**Graph section** (``--sections graph``): the graph form on a real neighbour list, the 256-atom
+copper cell (fcc, a = 3.61 Å, 4 x 4 x 4 cubic cells, rattled 0.05 Å with seed 0, cutoff 5 Å:
+E = 10964 edges), C = 32 channels, with the message tables of the model's two layers at lmax = 2
+(node ranks 0..0 in the first layer, 0..1 in the second; natural parity).  It compares
+
+* ``chain``: what the model did before the fused op, ``A = segment_sum(z(x = h[s], y, w), r)``
+  (``mlip.autodiff`` ``index_select`` / ``segment_sum`` on arrays, :func:`phi_grad` for the
+  product), and its backward given ``dL/dA``: ``ge = gA[r]`` (gather), ``dh = segment_sum(mode x, s)``,
+  ``dy = mode y``, ``dw = mode w`` (the gather ``gA[r]`` is counted with ``dh``; ``x = h[s]`` is
+  reused from the forward, as autodiff keeps it);
+* ``fused``: :func:`phi_grad_graph` modes ``z``, ``x``, ``y``, ``w`` (no ``(E, C, D)`` array).
+
+Times are the best of ``--graph-repeats`` runs (less sensitive than the median to other jobs on
+the machine), after one warm-up, allocating fresh outputs as the model does.
+
 Run on an otherwise idle machine::
 
     python benchmarks/fused_kernel.py                      # L = 1 2 3, float64 float32, threads 1 2
     python benchmarks/fused_kernel.py --lmax 3 --dtype float64 --threads 2 --json out.json
+    python benchmarks/fused_kernel.py --sections graph --threads 1 2
 """
 
 from __future__ import annotations
@@ -58,27 +74,128 @@ def median_time(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    """Parse arguments, run the timings, print a table (and optionally write JSON)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lmax", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--edges", type=int, default=20000)
-    parser.add_argument("--channels", type=int, default=32)
-    parser.add_argument("--dtype", nargs="+", default=["float64", "float32"], choices=("float64", "float32"))
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--reference-repeats", type=int, default=1)
-    parser.add_argument("--no-reference", action="store_true", help="skip the (slow) NumPy reference")
-    parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    """Best wall time of ``fn()`` over ``repeats`` runs after one warm-up run."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
 
-    if not extension_available():
-        print("the compiled kernel cartesian_irreps._fused is not built; only the reference runs", file=sys.stderr)
-    load = os.getloadavg()[0]
-    print(f"# E={args.edges} C={args.channels} load average (1 min) at start: {load:.2f}")
-    if load > 0.5:
-        print("# warning: the machine is busy; timings will be noisy", file=sys.stderr)
+
+def cu256_graph() -> tuple[Any, int]:
+    """``(GraphIndex, build seconds)`` of the rattled 256-atom copper cell with a 5 Å cutoff."""
+    import ase.build
+
+    from cartesian_irreps.runtime.fused import GraphIndex
+    from mlip.data import SpeciesTable, batch_structures
+
+    atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat((4, 4, 4))
+    atoms.rattle(0.05, seed=0)
+    batch = batch_structures([atoms], 5.0, SpeciesTable(["Cu"]))
+    n = int(batch.species.shape[0])
+    build = best_time(lambda: GraphIndex.build(batch.senders, batch.receivers, n), 20)
+    return GraphIndex.build(batch.senders, batch.receivers, n), build
+
+
+def model_tables() -> list[tuple[str, PathTable]]:
+    """The message tables of the model's two layers at lmax = 2 (hidden ranks 0..1, natural parity)."""
+    from mlip.model import ModelConfig, build_plan
+
+    plan = build_plan(ModelConfig(elements=("Cu",), lmax=2, hidden_lmax=1, num_layers=2))
+    out = []
+    for lp, name in zip(plan, ("layer 1 (h ranks 0..0)", "layer 2 (h ranks 0..1)")):
+        ((_, table, _),) = lp.message
+        out.append((name, table))
+    return out
+
+
+def graph_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Time the fused graph op against the gather -> product -> scatter chain on the Cu256 graph."""
+    from cartesian_irreps.runtime.fused import phi_grad_graph
+    from mlip import autodiff as ad
+
+    graph, build_s = cu256_graph()
+    N, E, C = graph.num_nodes, graph.num_edges, args.channels
+    s, r = graph.senders, graph.receivers
+    print(f"# graph: Cu256, N={N} E={E} C={C}; GraphIndex.build {build_s * 1e3:.2f} ms", flush=True)
+    print(
+        f"{'layer':>24} {'P':>2} {'dtype':>8} {'thr':>3} {'impl':>6} {'fwd':>8} {'grad x':>8} {'grad y':>8} "
+        f"{'grad w':>8} {'bwd':>8} {'fwd+bwd':>8}  (ms)"
+    )
+    rng = np.random.default_rng(args.seed)
+    results: list[dict[str, Any]] = []
+    for name, table in model_tables():
+        for dtype_name in args.dtype:
+            dtype = np.dtype(dtype_name)
+            h = rng.standard_normal((N, C, table.DX)).astype(dtype)
+            y = rng.standard_normal((E, table.DY)).astype(dtype)
+            w = rng.standard_normal((E, C, table.P)).astype(dtype)
+            gA = rng.standard_normal((N, C, table.DZ)).astype(dtype)
+            for threads in args.threads:
+                xe = np.take(h, s, axis=0)  # kept from the forward, as autodiff does
+
+                def gather(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+                    return ad.index_select(ad.constant(a), idx).data
+
+                def scatter(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+                    return ad.segment_sum(ad.constant(a), idx, N).data
+
+                def chain_x(threads: int = threads) -> np.ndarray:
+                    ge = gather(gA, r)
+                    return scatter(phi_grad("x", table, y=y, w=w, g=ge, threads=threads), s)
+
+                ge = gather(gA, r)
+                chain = {
+                    "fwd": lambda t=threads: scatter(phi_grad("z", table, x=gather(h, s), y=y, w=w, threads=t), r),
+                    "x": chain_x,
+                    "y": lambda t=threads, ge=ge: phi_grad("y", table, x=xe, w=w, g=ge, threads=t),
+                    "w": lambda t=threads, ge=ge: phi_grad("w", table, x=xe, y=y, g=ge, threads=t),
+                }
+                fused = {
+                    "fwd": lambda t=threads: phi_grad_graph("z", table, graph, h=h, y=y, w=w, threads=t),
+                    "x": lambda t=threads: phi_grad_graph("x", table, graph, y=y, w=w, g=gA, threads=t),
+                    "y": lambda t=threads: phi_grad_graph("y", table, graph, h=h, w=w, g=gA, threads=t),
+                    "w": lambda t=threads: phi_grad_graph("w", table, graph, h=h, y=y, g=gA, threads=t),
+                }
+                rows = {}
+                for impl, fns in (("chain", chain), ("fused", fused)):
+                    t = {k: best_time(fn, args.graph_repeats) for k, fn in fns.items()}
+                    bwd = t["x"] + t["y"] + t["w"]
+                    rows[impl] = t["fwd"] + bwd
+                    results.append(
+                        {
+                            "section": "graph",
+                            "layer": name,
+                            "paths": table.P,
+                            "nodes": N,
+                            "edges": E,
+                            "channels": C,
+                            "dtype": dtype_name,
+                            "impl": impl,
+                            "threads": threads,
+                            "forward_s": t["fwd"],
+                            "grad_x_s": t["x"],
+                            "grad_y_s": t["y"],
+                            "grad_w_s": t["w"],
+                            "backward_s": bwd,
+                        }
+                    )
+                    print(
+                        f"{name:>24} {table.P:>2} {dtype_name:>8} {threads:>3} {impl:>6} {t['fwd'] * 1e3:>8.2f} "
+                        f"{t['x'] * 1e3:>8.2f} {t['y'] * 1e3:>8.2f} {t['w'] * 1e3:>8.2f} {bwd * 1e3:>8.2f} "
+                        f"{(t['fwd'] + bwd) * 1e3:>8.2f}",
+                        flush=True,
+                    )
+                print(f"{'':>24} speed-up of fused over chain (fwd+bwd): {rows['chain'] / rows['fused']:.1f}x")
+    return results
+
+
+def edge_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Time the edge form (compiled kernel per thread count, then the NumPy reference) for every L and dtype."""
+    print(f"# edge section: E={args.edges} C={args.channels}")
     header = f"{'L':>2} {'P':>3} {'dtype':>8} {'impl':>10} {'threads':>7} {'fwd(out=)':>10} {'fwd(new)':>9}"
     header += f" {'grad(out=)':>10} {'grad(new)':>9}  [x / y / w with out=]"
     print(header)
@@ -121,6 +238,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 grad_new = median_time(lambda: [run(m, None) for m in GRAD_MODES], reps)
                 grad_out = sum(per_mode.values())
                 row = {
+                    "section": "edge",
                     "L": L,
                     "paths": table.P,
                     "edges": E,
@@ -141,6 +259,39 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                     f"{fwd_new:>9.4f} {grad_out:>10.4f} {grad_new:>9.4f}  [{detail}]",
                     flush=True,
                 )
+    return results
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Parse arguments, run the timings, print a table (and optionally write JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lmax", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--edges", type=int, default=20000)
+    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--dtype", nargs="+", default=["float64", "float32"], choices=("float64", "float32"))
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--reference-repeats", type=int, default=1)
+    parser.add_argument("--no-reference", action="store_true", help="skip the (slow) NumPy reference")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--sections", nargs="+", default=["edge", "graph"], choices=("edge", "graph"), help="what to time"
+    )
+    parser.add_argument("--graph-repeats", type=int, default=20, help="runs per timing of the graph section")
+    args = parser.parse_args(argv)
+
+    if not extension_available():
+        print("the compiled kernel cartesian_irreps._fused is not built; only the reference runs", file=sys.stderr)
+    load = os.getloadavg()[0]
+    print(f"# load average (1 min) at start: {load:.2f}")
+    if load > 0.5:
+        print("# warning: the machine is busy; timings will be noisy", file=sys.stderr)
+    results: list[dict[str, Any]] = []
+    if "edge" in args.sections:
+        results += edge_section(args)
+    if "graph" in args.sections:
+        results += graph_section(args)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"load_avg_1min_before": load, "results": results}, fh, indent=1)

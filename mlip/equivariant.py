@@ -8,6 +8,11 @@
   :mod:`cartesian_irreps.runtime.fused`); the VJP of any mode is another mode with the cotangent put
   in place of the argument it replaced, so forces and force training (second derivatives) reuse the
   same compiled kernel.
+* :class:`GraphMessageProduct`: the same product in graph form, with the gather of the sender
+  features and the sum over each receiver's edges fused into the kernel: the four modes are the
+  partial gradients of ``PhiG(h, y, w, g) = Phi(h[senders], y, w, g[receivers])`` (see
+  :func:`cartesian_irreps.runtime.fused.phi_grad_graph`), so no ``(E, C, D)`` array is formed,
+  and again every VJP is another mode.
 * :class:`PairProduct`: channel-wise products ``u (x) v -> l3`` of node features (product basis),
   likewise closed under differentiation: the three partial gradients of
   ``Psi(u, v, g) = sum C[a,b,k] u[n,c,a] v[n,c,b] g[n,c,k]`` are pair contractions with the coupling's
@@ -22,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from cartesian_irreps.runtime import tables
-from cartesian_irreps.runtime.fused import PathTable, phi_grad
+from cartesian_irreps.runtime.fused import GraphIndex, PathTable, phi_grad, phi_grad_graph
 from cartesian_irreps.runtime.products import contract_kind
 
 from . import autodiff as ad
@@ -68,6 +73,79 @@ class MessageProduct(Function):
 def message_product(table: PathTable, x: Tensor, y: Tensor, w: Tensor) -> Tensor:
     """``z[e, c, oz_p + k] = w[e, c, p] sum_ij C_p[i, j, k] x[e, c, ox_p + i] y[e, oy_p + j]``."""
     return MessageProduct.apply(x, y, w, mode="z", table=table)
+
+
+class _SameValues(Function):
+    """The identity, whose forward returns ``values``: an array equal to the input (a contiguous copy
+    made earlier), so that it is not copied again; the VJP passes the cotangent through."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, *, values: Any) -> Any:
+        return values
+
+    @staticmethod
+    def vjp(ctx: Context, g: Tensor, x: Tensor) -> tuple[Tensor | None, ...]:
+        return (g,)
+
+
+_GRAPH_ARGS = ("h", "y", "w", "g")
+#: the argument each graph mode replaces, and the mode whose output is shaped like each argument
+_GRAPH_REPLACED = {"z": "g", "x": "h", "y": "y", "w": "w"}
+_GRAPH_MODE_OF = {arg: mode for mode, arg in _GRAPH_REPLACED.items()}
+
+
+class GraphMessageProduct(Function):
+    """``mode`` in ``z, x, y, w``: one partial gradient of the graph form ``PhiG`` given the other three arguments.
+
+    ``PhiG(h, y, w, g) = sum_e sum_{c,p,i,j,k} w[e,c,p] C_p[i,j,k] h[s(e),c,ox_p+i] y[e,oy_p+j] g[r(e),c,oz_p+k]``
+    with node arrays ``h (N, C, DX)``, ``g (N, C, DZ)``, edge arrays ``y (E, DY)``, ``w (E, C, P)``
+    and ``s, r`` the senders and receivers of ``graph``.  Mode ``z`` (replaces ``g``) gives the
+    aggregated messages ``(N, C, DZ)``, ``x`` (replaces ``h``) ``dPhiG/dh (N, C, DX)``, ``y`` and
+    ``w`` the edge gradients ``(E, DY)`` and ``(E, C, P)``.
+
+    Inputs are the three arguments other than the one ``mode`` replaces, in the order h, y, w, g;
+    params ``mode``, ``table`` (:class:`PathTable`) and ``graph`` (:class:`GraphIndex`).  The VJP of
+    mode ``m`` with respect to argument ``b``, with cotangent ``v``, is the mode shaped like ``b``
+    with ``v`` in place of the argument ``m`` replaced (``PhiG`` is multilinear), so derivatives of
+    every order run on the same kernel.  Use :func:`graph_message_product` for the forward product.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, *arrays: Any, mode: str, table: PathTable, graph: GraphIndex) -> Any:
+        names = tuple(a for a in _GRAPH_ARGS if a != _GRAPH_REPLACED[mode])
+        ctx.names, ctx.mode, ctx.table, ctx.graph = names, mode, table, graph
+        dense = [_contiguous(a) for a in arrays]
+        # C-contiguous copies of strided inputs (einsum outputs often are), reused by the VJP's modes
+        ctx.copies = {n: c for n, a, c in zip(names, arrays, dense) if c is not a}
+        return phi_grad_graph(mode, table, graph, **dict(zip(names, dense)))
+
+    @staticmethod
+    def vjp(ctx: Context, v: Tensor, *inputs: Tensor) -> tuple[Tensor | None, ...]:
+        named = {
+            n: _SameValues.apply(t, values=ctx.copies[n]) if n in ctx.copies else t for n, t in zip(ctx.names, inputs)
+        }
+        named[_GRAPH_REPLACED[ctx.mode]] = v
+        grads: list[Tensor | None] = []
+        for k, name in enumerate(ctx.names):
+            if not ctx.needs_input_grad[k]:
+                grads.append(None)
+                continue
+            others = [named[a] for a in _GRAPH_ARGS if a != name]
+            grads.append(
+                GraphMessageProduct.apply(*others, mode=_GRAPH_MODE_OF[name], table=ctx.table, graph=ctx.graph)
+            )
+        return tuple(grads)
+
+
+def graph_message_product(table: PathTable, graph: GraphIndex, h: Tensor, y: Tensor, w: Tensor) -> Tensor:
+    """Aggregated messages ``A (N, C, DZ)``: ``A[n, c, oz_p + k] = sum_{e: r(e) = n} w[e, c, p] sum_ij C_p[i, j, k]
+    h[s(e), c, ox_p + i] y[e, oy_p + j]``.
+
+    Equal to ``segment_sum(message_product(table, index_select(h, s), y, w), r, N)`` with ``s, r, N``
+    the senders, receivers and node count of ``graph``, without forming the ``(E, C, DX)`` gather
+    or the ``(E, C, DZ)`` messages.  ``h (N, C, DX)``, ``y (E, DY)``, ``w (E, C, P)``.
+    """
+    return GraphMessageProduct.apply(h, y, w, mode="z", table=table, graph=graph)
 
 
 # (mode -> (slot permutation of the coupling, operand names)): Psi's partial gradients

@@ -43,11 +43,11 @@ import numpy as np
 
 from cartesian_irreps._validate import parity_of
 from cartesian_irreps.runtime import tables
-from cartesian_irreps.runtime.fused import PathTable
+from cartesian_irreps.runtime.fused import GraphIndex, PathTable
 
 from . import autodiff as ad
 from .autodiff import Tensor
-from .equivariant import edge_harmonics, message_product
+from .equivariant import edge_harmonics, graph_message_product
 from .radial import SILU_SCALE, bessel_basis
 
 FORMAT = "cartesian-irreps-mlip"
@@ -151,8 +151,9 @@ class LayerPlan:
     # product basis: nodes of the product tree and the paths feeding each output key
     nodes: tuple[tuple[int, Key, int, Key, tuple[int, int, int]], ...] = ()  # (id, key, parent id, A key, triple)
     basis: dict[Key, tuple[int, ...]] = field(default_factory=dict, hash=False)  # out key -> node ids
-    # symmetric monomials of the stacked A (see _product_tables): gather indices for levels 2..nu
-    mono_select: tuple[np.ndarray, ...] = ()
+    # symmetric monomials of the stacked A (see _product_tables): for levels 2..nu the one-hot
+    # matrices picking each monomial's lower-order factor (T_{nu-1}, T_nu) and its last factor (D, T_nu)
+    mono_select: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
     # out key -> (T, P * (2l+1)) float64: every path's coupling chain folded onto the monomials
     basis_matrix: dict[Key, np.ndarray] = field(default_factory=dict, hash=False)
 
@@ -259,12 +260,13 @@ def _product_tables(
     nodes: list[tuple[int, Key, int, Key, tuple[int, int, int]]],
     basis: dict[Key, list[int]],
     correlation: int,
-) -> tuple[tuple[np.ndarray, ...], dict[Key, np.ndarray]]:
+) -> tuple[tuple[tuple[np.ndarray, np.ndarray], ...], dict[Key, np.ndarray]]:
     """Fold every product-basis path onto symmetric monomials of the stacked A.
 
     With ``a`` (D,) the A keys stacked, the order-nu monomials are ``a_i1 ... a_inu`` for sorted
-    ``i1 <= ... <= inu``; level nu is gathered from the outer product of level nu-1 with ``a`` by
-    ``select[nu-2]``. A path of order nu is a multilinear map ``U[m, i1..inu]`` (the chain of its
+    ``i1 <= ... <= inu``; level nu is ``(mono_{nu-1} @ S_parent) * (a @ S_last)`` with the one-hot
+    matrices ``select[nu-2]`` (two small matrix products instead of a gather, so that every
+    derivative is again a matrix product). A path of order nu is a multilinear map ``U[m, i1..inu]`` (the chain of its
     couplings); summing U over the permutations of each sorted tuple gives its coefficients on the
     monomials, so ``Pi_path[m] = sum_t M[t, path, m] mono[t]`` exactly.
     """
@@ -276,13 +278,18 @@ def _product_tables(
     tuples = [[(i,) for i in range(D)]]
     select = []
     for _ in range(2, correlation + 1):
-        prev, nxt, sel = tuples[-1], [], []
+        prev, nxt, parent, last = tuples[-1], [], [], []
         for t_idx, t in enumerate(prev):
             for c in range(t[-1], D):
                 nxt.append((*t, c))
-                sel.append(t_idx * D + c)
+                parent.append(t_idx)
+                last.append(c)
         tuples.append(nxt)
-        select.append(np.array(sel, dtype=np.intp))
+        s_parent = np.zeros((len(prev), len(nxt)))
+        s_parent[parent, np.arange(len(nxt))] = 1.0
+        s_last = np.zeros((D, len(nxt)))
+        s_last[last, np.arange(len(nxt))] = 1.0
+        select.append((s_parent, s_last))
     level_offset = np.cumsum([0] + [len(t) for t in tuples])
     position = [{t: i for i, t in enumerate(level)} for level in tuples]
     fold = {}  # level nu -> (D**nu,) index of the sorted tuple of every full index
@@ -405,9 +412,8 @@ class Potential:
         xp = vectors.xp
         K = cfg.channels
         species = xp.asarray(batch.species)
-        senders = xp.asarray(batch.senders)
-        receivers = xp.asarray(batch.receivers)
         n_atoms = int(batch.species.shape[0])
+        graph = GraphIndex.build(batch.senders, batch.receivers, n_atoms)
         lengths = ad.sqrt(ad.sum(vectors * vectors, axis=1))
         radial = bessel_basis(lengths, cfg.cutoff, cfg.num_bessel, cfg.envelope_p)
         harm = edge_harmonics(vectors, cfg.lmax)
@@ -446,12 +452,10 @@ class Potential:
                         up[(l, s1)] if (l, s1) in up else ad.constant(xp.zeros((n_atoms, K, 2 * l + 1), vectors.dtype))
                     )
                 stacked = parts[0] if len(parts) == 1 else ad.concatenate(parts, axis=2)
-                xe = ad.index_select(stacked, senders)
                 whole = len(lp.message) == 1
                 w_g = weights if whole else weights[:, :, offset : offset + len(paths)]
                 offset += len(paths)
-                z = message_product(table, xe, harm, w_g)
-                agg = ad.segment_sum(z, receivers, n_atoms) * (1.0 / cfg.avg_num_neighbors)
+                agg = graph_message_product(table, graph, stacked, harm, w_g) * (1.0 / cfg.avg_num_neighbors)
                 for i, path in enumerate(paths):
                     sl = table.z_slices[i]
                     blocks[path[3]].append(agg[:, :, sl])
@@ -464,9 +468,9 @@ class Potential:
             # product basis: symmetric monomials of the stacked A, then one matrix product per key
             a_st = A[lp.a_keys[0]] if len(lp.a_keys) == 1 else ad.concatenate([A[k] for k in lp.a_keys], axis=2)
             monos, cur = [a_st], a_st
-            for sel in lp.mono_select:
-                outer = ad.einsum("nkt,nka->nkta", cur, a_st)
-                cur = ad.take_last(ad.reshape(outer, (n_atoms, K, -1)), xp.asarray(sel))
+            for s_parent, s_last in lp.mono_select:
+                lower = ad.einsum("nkt,ts->nks", cur, ad.constant(_device_matrix(s_parent, vectors.dtype, xp)))
+                cur = lower * ad.einsum("nka,as->nks", a_st, ad.constant(_device_matrix(s_last, vectors.dtype, xp)))
                 monos.append(cur)
             mono = monos[0] if len(monos) == 1 else ad.concatenate(monos, axis=2)
             h_new: dict[Key, Tensor] = {}

@@ -38,6 +38,25 @@
  * float32 inputs too.  Every loop over pairs, COO entries or rows is flat (no short inner
  * loops of data-dependent length), so branches are predictable.
  *
+ * Graph form, phi_grad_graph(mode, ...): with node arrays h (N, C, DX) and g (N, C, DZ),
+ * edge arrays y (E, DY) and w (E, C, P), and int64 senders s(e), receivers r(e),
+ *
+ *     PhiG(h, y, w, g) = sum_e sum_{c,p,i,j,k} w[e,c,p] C_p[i,j,k] h[s(e),c,ox_p+i] y[e,oy_p+j] g[r(e),c,oz_p+k]
+ *
+ * i.e. Phi(h[s], y, w, g[r]), without forming the gathers or the per-edge outputs:
+ *
+ *     mode 0 ("z"): out (N, C, DZ)  out[n] = sum over the edges with r(e) = n of the edge form's z
+ *     mode 1 ("x"): out (N, C, DX)  out[n] = sum over the edges with s(e) = n of the edge form's gx
+ *     mode 2 ("y"): out (E, DY)     mode 3 ("w"): out (E, C, P)   (per edge, as in the edge form)
+ *
+ * The same per-edge, per-block code runs with x and g read at rows s(e) and r(e) of the node
+ * arrays.  Modes z and x process output rows [start, stop) that are nodes: mode z visits each
+ * node's edges in receiver order (CSR pointers and a sorting permutation) and accumulates them
+ * in double scratch, writing the node's row once; mode x visits the edges of its sender range in
+ * receiver order (so that consecutive edges share the loaded rows of g) and accumulates into
+ * scratch rows of the range, written once at the end.  Threads split the rows, so no row is
+ * written by two threads and nothing needs atomics.  Every index read is validated.
+ *
  * Only the buffer protocol is used (no NumPy C API).
  */
 #define PY_SSIZE_T_CLEAN
@@ -355,9 +374,64 @@ static inline void transpose_block(tvec *a) {
         }                                                                                              \
         r0 = D;                                                                                        \
     }
+/* Rows fewer than a tile (D < 8, e.g. the P weights of a path table or the DX = (l+1)^2 node
+ * features of low ranks): the 8 channel rows of a group are 8 * D contiguous elements.  They are
+ * read as overlapping vectors (channel v starts at v * D; lanes past D hold the next channel and
+ * are dropped) straight from the array when at least 8 more elements follow the group (avail, the
+ * elements readable from src), else from a padded local copy; then transposed in registers, and
+ * only the D valid rows are stored.  The store goes the other way through an aligned 8 x 8
+ * staging tile and a local buffer (writing the channels in increasing order lets each overwrite
+ * the spill of the previous one), copied to the array at the end: nothing past the group is
+ * written. */
+#define TILE_LOAD_SMALL(T, SUF)                                                                        \
+    else if (nb == CB && D < CB) {                                                                     \
+        T buf[CB * CB + CB];                                                                           \
+        const T *sp = src;                                                                             \
+        if (avail < (size_t)CB * (size_t)D + CB) { /* the vectors would read past the array */        \
+            memcpy(buf, src, (size_t)CB * (size_t)D * sizeof(T));                                     \
+            memset(buf + (size_t)CB * D, 0, CB * sizeof(T));                                           \
+            sp = buf;                                                                                  \
+        }                                                                                              \
+        for (int bi = 0; bi < CB; bi += TVL)                                                           \
+            for (int bj = 0; bj < D; bj += TVL) {                                                      \
+                tvec a[TVL];                                                                           \
+                for (int v = 0; v < TVL; v++)                                                          \
+                    a[v] = __builtin_convertvector(*(const vu_##SUF *)(sp + (size_t)(bi + v) * D + bj), tvec); \
+                transpose_block(a);                                                                    \
+                for (int t = 0; t < TVL && bj + t < D; t++) TSTORE(dst + (size_t)(bj + t) * W + bi, a[t]); \
+            }                                                                                          \
+        r0 = D;                                                                                        \
+    }
+#define TILE_STORE_SMALL(T, SUF)                                                                       \
+    else if (nb == CB && D < CB) {                                                                     \
+        double tr[CB * CB] __attribute__((aligned(64)));                                               \
+        for (int bi = 0; bi < CB; bi += TVL)                                                           \
+            for (int bj = 0; bj < D; bj += TVL) {                                                      \
+                tvec a[TVL];                                                                           \
+                for (int t = 0; t < TVL; t++) {                                                        \
+                    if (bj + t < D) {                                                                  \
+                        a[t] = TLOAD(src + (size_t)(bj + t) * W + bi);                                 \
+                        if (scale) a[t] *= TLOAD(scale + (size_t)zp[bj + t] * W + bi);                 \
+                    } else {                                                                           \
+                        a[t] = (tvec){0};                                                              \
+                    }                                                                                  \
+                }                                                                                      \
+                transpose_block(a);                                                                    \
+                for (int v = 0; v < TVL; v++) TSTORE(tr + (size_t)(bi + v) * CB + bj, a[v]);           \
+            }                                                                                          \
+        T buf[CB * CB + CB];                                                                           \
+        for (int v = 0; v < CB; v++)                                                                   \
+            for (int q = 0; q < D; q += TVL)                                                           \
+                *(vu_##SUF *)(buf + (size_t)v * D + q) =                                               \
+                    __builtin_convertvector(TLOAD(tr + (size_t)v * CB + q), vu_##SUF);                 \
+        memcpy(dst, buf, (size_t)CB * (size_t)D * sizeof(T));                                         \
+        r0 = D;                                                                                        \
+    }
 #else
 #define TILE_LOAD(SUF)
 #define TILE_STORE(SUF)
+#define TILE_LOAD_SMALL(T, SUF)
+#define TILE_STORE_SMALL(T, SUF)
 #endif
 
 /* One group of up to CB channels.  load8: dst[r*W + v] = src[v*D + r] for v < nb, r < D, and
@@ -365,9 +439,10 @@ static inline void transpose_block(tvec *a) {
  * scale is not NULL) for v < nb, r < D.  Array rows are D long, scratch rows W doubles apart.
  * Inlined, so that a literal NULL scale removes the scaling. */
 #define DEFINE_IO(T, SUF)                                                                              \
-    FORCE_INLINE void load8_##SUF(const T *src, int nb, int D, double *dst, int W) {                  \
+    FORCE_INLINE void load8_##SUF(const T *src, size_t avail, int nb, int D, double *dst, int W) {    \
         int r0 = 0;                                                                                    \
         TILE_LOAD(SUF)                                                                                 \
+        TILE_LOAD_SMALL(T, SUF)                                                                        \
         for (int v = 0; v < nb; v++) {                                                                 \
             const T *s = src + (size_t)v * D;                                                          \
             double *d = dst + v;                                                                       \
@@ -380,6 +455,7 @@ static inline void transpose_block(tvec *a) {
                                    const int32_t *zp) {                                                \
         int r0 = 0;                                                                                    \
         TILE_STORE(SUF)                                                                                \
+        TILE_STORE_SMALL(T, SUF)                                                                       \
         for (int v = 0; v < nb; v++) {                                                                 \
             T *d = dst + (size_t)v * D;                                                                \
             const double *s = src + v;                                                                 \
@@ -394,15 +470,15 @@ static inline void transpose_block(tvec *a) {
 DEFINE_IO(double, f64)
 DEFINE_IO(float, f32)
 
-/* nb (<= W) channel rows of an array (element offset off) -> scratch rows of width W */
-FORCE_INLINE void load_rows(int fmt, const void *base, size_t off, int nb, int D, double *dst, int W) {
+/* nb (<= W) channel rows of an array of len elements (element offset off) -> scratch rows of width W */
+FORCE_INLINE void load_rows(int fmt, const void *base, size_t len, size_t off, int nb, int D, double *dst, int W) {
     for (int s = 0; s * CB < W; s++) {
         const int n = nb - s * CB < 0 ? 0 : nb - s * CB > CB ? CB : nb - s * CB;
         const size_t o = n ? off + (size_t)s * CB * (size_t)D : off;
         if (fmt == FMT_F64)
-            load8_f64((const double *)base + o, n, D, dst + s * CB, W);
+            load8_f64((const double *)base + o, len - o, n, D, dst + s * CB, W);
         else
-            load8_f32((const float *)base + o, n, D, dst + s * CB, W);
+            load8_f32((const float *)base + o, len - o, n, D, dst + s * CB, W);
     }
 }
 
@@ -463,6 +539,11 @@ static void stream_copy(void *dst, const void *src, size_t n) {
 #endif
 }
 
+/* graph mode x accumulates the rows of at most this many bytes of nodes per pass over its edges */
+#ifndef ACC_MAX_BYTES
+#define ACC_MAX_BYTES ((size_t)32 << 20)
+#endif
+
 /* outputs larger than this (bytes per call) are written with non-temporal stores */
 #ifndef STREAM_MIN_BYTES
 #define STREAM_MIN_BYTES ((size_t)4 << 20)
@@ -475,8 +556,17 @@ typedef struct {
     int mode, fmt;
     Py_ssize_t C;
     const void *x, *y, *w, *g;
+    size_t x_len, w_len, g_len; /* elements of x, w, g */
     void *out;
     Py_ssize_t e_start, e_stop;
+    /* graph form (all NULL in the edge form): x and g are node arrays, read at rows senders[e] and
+     * receivers[e], and in modes z and x [e_start, e_stop) are output rows (nodes).  Mode z
+     * accumulates, for every node n, the edges order[ptr[n]] .. order[ptr[n+1] - 1] (order NULL:
+     * ptr[n] .. ptr[n+1] - 1).  Mode x accumulates the nlist edges order[0 .. nlist-1] (order NULL:
+     * 0 .. nlist-1), whose senders all lie in [e_start, e_stop), into scratch rows of all these
+     * nodes (rows of g shared by consecutive edges are loaded once), then writes every node. */
+    const int64_t *senders, *receivers, *order, *ptr;
+    Py_ssize_t nlist;
 } Job;
 
 /* per-call state of run_edges: plan, job and scratch (rows of WMAX doubles unless noted) */
@@ -492,14 +582,16 @@ typedef struct {
     double *M;   /* (npairs,) folded couplings of the current edge */
     void *dst_base;
     int stream;
+    int reuse_g; /* graph form: gt already holds the rows of g this block needs (g is not reloaded) */
 } Ctx;
 
 /* dst[d[t]] = sum over pairs t of M[t] * src[a[t]] (rows of width W = S * VL): the first pair
- * of every destination row stores, later ones accumulate, rows without pairs are zeroed. */
+ * of every destination row stores, later ones accumulate, rows without pairs are zeroed.  With
+ * ACC (a literal 1) every pair accumulates (dst[d[t]] += ...) and no row is zeroed. */
 FORCE_INLINE void pair_products(const Plan *pl, const double *restrict M, const int32_t *restrict d,
                                 const int32_t *restrict a, const double *restrict src, double *restrict dst,
-                                const int S, const int W) {
-    const int nfirst = pl->nfirst, npairs = pl->npairs;
+                                const int S, const int W, const int ACC) {
+    const int nfirst = ACC ? 0 : pl->nfirst, npairs = pl->npairs;
     for (int t = 0; t < nfirst; t++) {
         double *o = dst + (size_t)d[t] * W;
         const double *x = src + (size_t)a[t] * W;
@@ -514,12 +606,17 @@ FORCE_INLINE void pair_products(const Plan *pl, const double *restrict M, const 
         UNROLL
         for (int s = 0; s < S; s++) VSTORE(o + s * VL, VLOAD(o + s * VL) + m * VLOAD(x + s * VL));
     }
-    for (int z = 0; z < pl->nzero; z++) memset(dst + (size_t)pl->zero_rows[z] * W, 0, (size_t)W * sizeof(double));
+    if (!ACC)
+        for (int z = 0; z < pl->nzero; z++) memset(dst + (size_t)pl->zero_rows[z] * W, 0, (size_t)W * sizeof(double));
 }
 
-/* One block of nb <= NV * CB channels starting at channel c0 of edge e.  NV is a literal at
- * every call site, so the loops over the S = W / VL vectors of a row unroll. */
-FORCE_INLINE void block_body(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb, const int NV) {
+/* One block of nb <= NV * CB channels starting at channel c0 of edge e; x and g are read at rows
+ * xr and gr (both e in the edge form; senders[e] and receivers[e] in the graph form).  NV is a
+ * literal at every call site, so the loops over the S = W / VL vectors of a row unroll.  With acc
+ * (graph modes z and x; scratch rows of width W) the edge's contribution is added to acc instead
+ * of being written to the output. */
+FORCE_INLINE void block_body(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssize_t gr, Py_ssize_t c0, int nb,
+                             double *restrict acc, const int NV) {
     const Plan *pl = cx->pl;
     const Job *jb = cx->jb;
     const int W = NV * CB, S = NV * CB / VL, P = pl->P, DX = pl->DX, DZ = pl->DZ, npairs = pl->npairs;
@@ -528,12 +625,14 @@ FORCE_INLINE void block_body(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb,
     const double *restrict M = cx->M;
     double *restrict xt = cx->xt, *restrict gt = cx->gt, *restrict wt = cx->wt, *restrict ot = cx->ot;
     double *restrict tmp = cx->tmp;
-    const size_t row = (size_t)e * (size_t)jb->C + (size_t)c0;
+    const size_t C = (size_t)jb->C;
+    const size_t row = (size_t)e * C + (size_t)c0;
     const size_t orow = cx->stream ? (size_t)c0 : row;
 
-    if (mode != MODE_X) load_rows(fmt, jb->x, row * DX, nb, DX, xt, W);
-    if (mode != MODE_Z) load_rows(fmt, jb->g, row * DZ, nb, DZ, gt, W);
-    if (mode != MODE_W) load_rows(fmt, jb->w, row * P, nb, P, wt, W);
+    if (mode != MODE_X) load_rows(fmt, jb->x, jb->x_len, ((size_t)xr * C + (size_t)c0) * DX, nb, DX, xt, W);
+    if (mode != MODE_Z && !cx->reuse_g)
+        load_rows(fmt, jb->g, jb->g_len, ((size_t)gr * C + (size_t)c0) * DZ, nb, DZ, gt, W);
+    if (mode != MODE_W) load_rows(fmt, jb->w, jb->w_len, row * P, nb, P, wt, W);
     if (mode == MODE_X || mode == MODE_Y) /* tmp[r] = w[path(r)] * g[r] */
         for (int r = 0; r < DZ; r++) {
             double *d = tmp + (size_t)r * W;
@@ -543,17 +642,30 @@ FORCE_INLINE void block_body(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb,
         }
 
     if (mode == MODE_Z) {
-        /* z[oz+k] = w_p * sum_i M[i,k] x[ox+i]  (w_p applied while storing) */
-        pair_products(pl, M, pair_z, pair_x, xt, ot, S, W);
-        store_rows(fmt, ot, nb, DZ, cx->dst_base, orow * DZ, W, wt, zp);
+        /* z[oz+k] = w_p * sum_i M[i,k] x[ox+i]  (w_p applied while storing or accumulating) */
+        pair_products(pl, M, pair_z, pair_x, xt, ot, S, W, 0);
+        if (acc)
+            for (int r = 0; r < DZ; r++) {
+                double *d = acc + (size_t)r * W;
+                const double *a = ot + (size_t)r * W, *b = wt + (size_t)zp[r] * W;
+                UNROLL
+                for (int s = 0; s < S; s++)
+                    VSTORE(d + s * VL, VLOAD(d + s * VL) + VLOAD(a + s * VL) * VLOAD(b + s * VL));
+            }
+        else
+            store_rows(fmt, ot, nb, DZ, cx->dst_base, orow * DZ, W, wt, zp);
     } else if (mode == MODE_X) {
         /* gx[ox+i] = sum_{p,k} M[i,k] w_p g[oz+k] */
-        pair_products(pl, M, pair_x, pair_z, tmp, ot, S, W);
-        store_rows(fmt, ot, nb, DX, cx->dst_base, orow * DX, W, NULL, NULL);
+        if (acc)
+            pair_products(pl, M, pair_x, pair_z, tmp, acc, S, W, 1);
+        else {
+            pair_products(pl, M, pair_x, pair_z, tmp, ot, S, W, 0);
+            store_rows(fmt, ot, nb, DX, cx->dst_base, orow * DX, W, NULL, NULL);
+        }
     } else if (mode == MODE_W) {
         /* u[oz+k] = sum_i M[i,k] x[ox+i];  gw[p] = sum_k u[oz+k] g[oz+k] */
         double *restrict u = cx->tmp;
-        pair_products(pl, M, pair_z, pair_x, xt, u, S, W);
+        pair_products(pl, M, pair_z, pair_x, xt, u, S, W, 0);
         memset(ot, 0, (size_t)(P + 1) * W * sizeof(double));
         for (int r = 0; r < DZ; r++) {
             double *d = ot + (size_t)zp[r] * W;
@@ -568,20 +680,38 @@ FORCE_INLINE void block_body(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb,
         for (int t = 0; t < npairs; t++) {
             const double *a = xt + (size_t)pair_x[t] * W, *b = tmp + (size_t)pair_z[t] * W;
             double *d = T + (size_t)t * CB;
-            nvec acc[CB / VL];
+            nvec lanes[CB / VL];
             UNROLL
-            for (int l = 0; l < CB / VL; l++) acc[l] = first ? VLOAD(a + l * VL) * VLOAD(b + l * VL) : VLOAD(d + l * VL);
+            for (int l = 0; l < CB / VL; l++)
+                lanes[l] = first ? VLOAD(a + l * VL) * VLOAD(b + l * VL) : VLOAD(d + l * VL);
             UNROLL
-            for (int s = first ? CB / VL : 0; s < S; s++) acc[s % (CB / VL)] += VLOAD(a + s * VL) * VLOAD(b + s * VL);
+            for (int s = first ? CB / VL : 0; s < S; s++) lanes[s % (CB / VL)] += VLOAD(a + s * VL) * VLOAD(b + s * VL);
             UNROLL
-            for (int l = 0; l < CB / VL; l++) VSTORE(d + l * VL, acc[l]);
+            for (int l = 0; l < CB / VL; l++) VSTORE(d + l * VL, lanes[l]);
         }
     }
 }
 
-static void block_nv1(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb) { block_body(cx, e, c0, nb, 1); }
-static void block_nv2(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb) { block_body(cx, e, c0, nb, 2); }
-static void block_nv4(const Ctx *cx, Py_ssize_t e, Py_ssize_t c0, int nb) { block_body(cx, e, c0, nb, 4); }
+/* edge form and graph modes y, w (acc = NULL) */
+static void block_nv1(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssize_t gr, Py_ssize_t c0, int nb) {
+    block_body(cx, e, xr, gr, c0, nb, NULL, 1);
+}
+static void block_nv2(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssize_t gr, Py_ssize_t c0, int nb) {
+    block_body(cx, e, xr, gr, c0, nb, NULL, 2);
+}
+static void block_nv4(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssize_t gr, Py_ssize_t c0, int nb) {
+    block_body(cx, e, xr, gr, c0, nb, NULL, 4);
+}
+/* graph modes z, x: accumulate into acc (which must not be NULL) */
+static void acc_nv1(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssize_t gr, Py_ssize_t c0, int nb, double *acc) {
+    block_body(cx, e, xr, gr, c0, nb, acc, 1);
+}
+static void acc_nv2(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssize_t gr, Py_ssize_t c0, int nb, double *acc) {
+    block_body(cx, e, xr, gr, c0, nb, acc, 2);
+}
+static void acc_nv4(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssize_t gr, Py_ssize_t c0, int nb, double *acc) {
+    block_body(cx, e, xr, gr, c0, nb, acc, 4);
+}
 
 /* Ts[t] = sum of the CB lanes of row t of T, for t < n.  With SIMD transposes, TVL rows at a
  * time: transposing TVL x TVL blocks turns the lane sums into vertical vector adds (rows past
@@ -607,7 +737,70 @@ static void lane_sums(const double *T, int n, double *Ts) {
 #endif
 }
 
-/* Returns 0 on success, -1 on OOM. */
+/* fold y into the pair matrices: M[q] = sum over the COO entries n of pair q of val * y[e, oy + j] */
+FORCE_INLINE void fold_y(const Plan *pl, int fmt, const void *y, Py_ssize_t e, double *restrict yrow,
+                         double *restrict M) {
+    const int DY = pl->DY, npairs = pl->npairs, nrest = pl->nrest;
+    const int32_t *restrict first_y = pl->first_y, *restrict rest_pair = pl->rest_pair, *restrict rest_y = pl->rest_y;
+    const double *restrict first_val = pl->first_val, *restrict rest_val = pl->rest_val;
+    for (int r = 0; r < DY; r++) yrow[r] = load_scalar(fmt, y, (size_t)e * DY + r);
+    for (int t = 0; t < npairs; t++) M[t] = first_val[t] * yrow[first_y[t]];
+    for (int n = 0; n < nrest; n++) M[rest_pair[n]] += rest_val[n] * yrow[rest_y[n]];
+}
+
+/* All channel blocks of edge e (x and g read at rows xr and gr).  With acc (graph modes z, x) the
+ * block starting at channel c0 accumulates into acc + c0 * Dacc (its rows are W = its width apart). */
+static void edge_blocks(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssize_t gr, double *acc, int Dacc) {
+    const Py_ssize_t C = cx->jb->C;
+    for (Py_ssize_t c0 = 0; c0 < C;) {
+        const Py_ssize_t rem = C - c0;
+        double *a = acc ? acc + (size_t)c0 * (size_t)Dacc : NULL;
+        if (rem >= 4 * CB) {
+            if (a)
+                acc_nv4(cx, e, xr, gr, c0, 4 * CB, a);
+            else
+                block_nv4(cx, e, xr, gr, c0, 4 * CB);
+            c0 += 4 * CB;
+        } else if (rem >= 2 * CB) {
+            if (a)
+                acc_nv2(cx, e, xr, gr, c0, 2 * CB, a);
+            else
+                block_nv2(cx, e, xr, gr, c0, 2 * CB);
+            c0 += 2 * CB;
+        } else {
+            const int nb = (int)(rem < CB ? rem : CB);
+            if (a)
+                acc_nv1(cx, e, xr, gr, c0, nb, a);
+            else
+                block_nv1(cx, e, xr, gr, c0, nb);
+            c0 += CB;
+        }
+    }
+}
+
+/* number of channel blocks of edge_blocks */
+static int count_blocks(Py_ssize_t C) {
+    int n = 0;
+    for (Py_ssize_t c0 = 0; c0 < C; n++) c0 += C - c0 >= 4 * CB ? 4 * CB : C - c0 >= 2 * CB ? 2 * CB : CB;
+    return n;
+}
+
+/* Write the accumulated row (scratch of edge_blocks' acc layout, Dacc rows per channel) to output row n. */
+static void store_acc(const Job *jb, const double *acc, int Dacc, Py_ssize_t n) {
+    const Py_ssize_t C = jb->C;
+    for (Py_ssize_t c0 = 0; c0 < C;) {
+        const Py_ssize_t rem = C - c0;
+        const int W = rem >= 4 * CB ? 4 * CB : rem >= 2 * CB ? 2 * CB : CB;
+        const int nb = (int)(rem < W ? rem : W);
+        const size_t off = ((size_t)n * (size_t)C + (size_t)c0) * (size_t)Dacc;
+        store_rows(jb->fmt, acc + (size_t)c0 * (size_t)Dacc, nb, Dacc, jb->out, off, W, NULL, NULL);
+        c0 += W;
+    }
+}
+
+/* Process rows [e_start, e_stop) of the output: edges (edge form, graph modes y and w) or nodes
+ * (graph modes z and x: the node's edges are accumulated in scratch and its row is written once;
+ * a node without edges gets zeros; see Job).  Returns 0 on success, -1 on OOM. */
 static int run_edges(const Plan *pl, const Job *jb) {
     const int P = pl->P, DX = pl->DX, DY = pl->DY, DZ = pl->DZ, npairs = pl->npairs;
     const int mode = jb->mode, fmt = jb->fmt;
@@ -615,20 +808,41 @@ static int run_edges(const Plan *pl, const Job *jb) {
     const int nrest = pl->nrest;
     const int32_t *restrict first_y = pl->first_y, *restrict rest_pair = pl->rest_pair, *restrict rest_y = pl->rest_y;
     const double *restrict first_val = pl->first_val, *restrict rest_val = pl->rest_val;
+    const int rows = jb->senders != NULL && (mode == MODE_Z || mode == MODE_X); /* output rows are nodes */
+    const int Dacc = mode == MODE_Z ? DZ : DX;
+    const size_t row_len = (size_t)((C + CB - 1) / CB) * CB * (size_t)Dacc; /* accumulator of one node */
+    /* mode x accumulates up to pass_rows nodes at a time (about ACC_MAX_BYTES of scratch) */
+    const Py_ssize_t nrows = jb->e_stop - jb->e_start;
+    Py_ssize_t pass_rows = (Py_ssize_t)(ACC_MAX_BYTES / (row_len * sizeof(double) + 1));
+    if (pass_rows < 1) pass_rows = 1;
+    if (pass_rows > nrows) pass_rows = nrows;
+    const size_t acc_len = !rows ? 0 : mode == MODE_Z ? row_len : row_len * (size_t)pass_rows;
+    /* graph form with one channel block: g rows shared by consecutive edges are loaded once */
+    const int may_reuse_g = jb->receivers != NULL && mode != MODE_Z && count_blocks(C) == 1;
 
     /* rows per channel of the output (mode y writes one short row per edge directly) */
     const int Dout = mode == MODE_Z ? DZ : mode == MODE_X ? DX : P;
     const size_t itemsize = fmt == FMT_F64 ? sizeof(double) : sizeof(float);
     const size_t edge_bytes = (size_t)C * (size_t)Dout * itemsize;
-    const int stream = mode != MODE_Y && edge_bytes * (size_t)(jb->e_stop - jb->e_start) >= STREAM_MIN_BYTES;
+    const int stream =
+        !rows && mode != MODE_Y && edge_bytes * (size_t)(jb->e_stop - jb->e_start) >= STREAM_MIN_BYTES;
 
     int orows = DX > DZ ? DX : DZ;
     if (P + 1 > orows) orows = P + 1;
 #define ROUND(n) ((((size_t)(n) + WMAX - 1) / WMAX) * WMAX)
     const size_t nstage = stream ? (edge_bytes + sizeof(double) - 1) / sizeof(double) : 0;
-    const size_t sizes[] = {
-        (size_t)DX * WMAX, (size_t)DZ * WMAX, (size_t)(P + 1) * WMAX, (size_t)orows * WMAX, (size_t)DZ * WMAX,
-        ROUND(((size_t)npairs + CB) * CB), ROUND(npairs + CB), ROUND(npairs + CB), ROUND(DY), ROUND(DY), ROUND(nstage)};
+    const size_t sizes[] = {(size_t)DX * WMAX,
+                            (size_t)DZ * WMAX,
+                            (size_t)(P + 1) * WMAX,
+                            (size_t)orows * WMAX,
+                            (size_t)DZ * WMAX,
+                            ROUND(((size_t)npairs + CB) * CB),
+                            ROUND(npairs + CB),
+                            ROUND(npairs + CB),
+                            ROUND(DY),
+                            ROUND(DY),
+                            ROUND(nstage),
+                            ROUND(acc_len)};
 #undef ROUND
     size_t total = 0;
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) total += sizes[i];
@@ -637,32 +851,54 @@ static int run_edges(const Plan *pl, const Job *jb) {
     if (mem == NULL) return -1;
     double *ptrs[sizeof(sizes) / sizeof(sizes[0])];
     for (size_t i = 0, o = 0; i < sizeof(sizes) / sizeof(sizes[0]); o += sizes[i], i++) ptrs[i] = mem + o;
-    double *Ts = ptrs[7], *yrow = ptrs[8], *gyrow = ptrs[9], *stage = ptrs[10];
+    double *Ts = ptrs[7], *yrow = ptrs[8], *gyrow = ptrs[9], *stage = ptrs[10], *acc = ptrs[11];
     Ctx cx = {pl, jb, ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], ptrs[5], ptrs[6], stream ? (void *)stage : jb->out,
-              stream};
+              stream, 0};
 
-    for (Py_ssize_t e = jb->e_start; e < jb->e_stop; e++) {
-        if (mode != MODE_Y) {
-            /* fold y into the pair matrices: M[q] = sum over the COO entries n of pair q of val * y */
-            double *restrict M = cx.M;
-            for (int r = 0; r < DY; r++) yrow[r] = load_scalar(fmt, jb->y, (size_t)e * DY + r);
-            for (int t = 0; t < npairs; t++) M[t] = first_val[t] * yrow[first_y[t]];
-            for (int n = 0; n < nrest; n++) M[rest_pair[n]] += rest_val[n] * yrow[rest_y[n]];
-        }
-
-        for (Py_ssize_t c0 = 0; c0 < C;) {
-            const Py_ssize_t rem = C - c0;
-            if (rem >= 4 * CB) {
-                block_nv4(&cx, e, c0, 4 * CB);
-                c0 += 4 * CB;
-            } else if (rem >= 2 * CB) {
-                block_nv2(&cx, e, c0, 2 * CB);
-                c0 += 2 * CB;
-            } else {
-                block_nv1(&cx, e, c0, (int)(rem < CB ? rem : CB));
-                c0 += CB;
+    if (rows && mode == MODE_Z) {
+        const int64_t *restrict order = jb->order, *restrict ptr = jb->ptr, *restrict senders = jb->senders;
+        for (Py_ssize_t n = jb->e_start; n < jb->e_stop; n++) {
+            memset(acc, 0, acc_len * sizeof(double));
+            for (int64_t i = ptr[n]; i < ptr[n + 1]; i++) {
+                const Py_ssize_t e = order ? (Py_ssize_t)order[i] : (Py_ssize_t)i;
+                fold_y(pl, fmt, jb->y, e, yrow, cx.M);
+                edge_blocks(&cx, e, (Py_ssize_t)senders[e], 0, acc, Dacc);
             }
+            store_acc(jb, acc, Dacc, n);
         }
+        free(base);
+        return 0;
+    }
+    if (rows) { /* MODE_X: passes over node ranges [a, b) of at most pass_rows nodes */
+        const int64_t *restrict order = jb->order, *restrict senders = jb->senders, *restrict receivers = jb->receivers;
+        for (Py_ssize_t a = jb->e_start; a < jb->e_stop; a += pass_rows) {
+            const Py_ssize_t b = a + pass_rows < jb->e_stop ? a + pass_rows : jb->e_stop;
+            if (a > jb->e_start) memset(acc, 0, acc_len * sizeof(double));
+            int64_t prev_g = -1;
+            for (Py_ssize_t i = 0; i < jb->nlist; i++) {
+                const Py_ssize_t e = order ? (Py_ssize_t)order[i] : i;
+                const Py_ssize_t n = (Py_ssize_t)senders[e];
+                if (n < a || n >= b) continue;
+                const Py_ssize_t gr = (Py_ssize_t)receivers[e];
+                fold_y(pl, fmt, jb->y, e, yrow, cx.M);
+                cx.reuse_g = may_reuse_g && gr == prev_g;
+                prev_g = gr;
+                edge_blocks(&cx, e, 0, gr, acc + (size_t)(n - a) * row_len, Dacc);
+            }
+            for (Py_ssize_t n = a; n < b; n++) store_acc(jb, acc + (size_t)(n - a) * row_len, Dacc, n);
+        }
+        free(base);
+        return 0;
+    }
+
+    int64_t prev_g = -1;
+    for (Py_ssize_t e = jb->e_start; e < jb->e_stop; e++) {
+        if (mode != MODE_Y) fold_y(pl, fmt, jb->y, e, yrow, cx.M);
+        const Py_ssize_t xr = jb->senders ? (Py_ssize_t)jb->senders[e] : e;
+        const Py_ssize_t gr = jb->receivers ? (Py_ssize_t)jb->receivers[e] : e;
+        cx.reuse_g = may_reuse_g && gr == prev_g;
+        prev_g = gr;
+        edge_blocks(&cx, e, xr, gr, NULL, 0);
 
         if (stream) stream_copy((char *)jb->out + (size_t)e * edge_bytes, stage, edge_bytes);
 
@@ -685,7 +921,7 @@ static int run_edges(const Plan *pl, const Job *jb) {
 /* ------------------------------------------------------------------------- */
 /* argument handling                                                          */
 
-/* Classify a buffer format string: 'd' float64, 'f' float32, 'i' int32; -1 otherwise. */
+/* Classify a buffer format string: 'd' float64, 'f' float32, 'i' int32, 'q' int64; -1 otherwise. */
 static int format_code(const Py_buffer *b) {
     const char *f = b->format ? b->format : "B";
     if (*f == '@' || *f == '=') f++;
@@ -700,10 +936,11 @@ static int format_code(const Py_buffer *b) {
     if (f[0] == 'd' && b->itemsize == 8) return 'd';
     if (f[0] == 'f' && b->itemsize == 4) return 'f';
     if ((f[0] == 'i' || f[0] == 'l') && b->itemsize == 4) return 'i';
+    if ((f[0] == 'q' || f[0] == 'l') && b->itemsize == 8) return 'q';
     return -1;
 }
 
-#define MAXBUF 12
+#define MAXBUF 16
 
 typedef struct {
     Py_buffer views[MAXBUF];
@@ -749,6 +986,187 @@ static int check_dims(const Py_buffer *b, const char *name, int ndim, const Py_s
     return 0;
 }
 
+/* The path table: meta rows (ox, dx, oy, dy, oz, dz) and the COO couplings. */
+typedef struct {
+    Py_ssize_t P, nnz;
+    const int32_t *meta, *cptr, *ci, *cj, *ck;
+    const Py_buffer *bval;
+    int vfmt;
+} Table;
+
+/* Acquire and type-check the table buffers; on failure set an exception and return -1. */
+static int get_table(Buffers *bs, PyObject *ometa, PyObject *optr, PyObject *oi, PyObject *oj, PyObject *ok,
+                     PyObject *oval, Table *t) {
+    Py_buffer *bmeta = get_buffer(bs, ometa, "meta", 2, 0);
+    if (!bmeta) return -1;
+    if (format_code(bmeta) != 'i' || bmeta->shape[1] != 6) {
+        PyErr_SetString(PyExc_ValueError, "meta must be an int32 array of shape (P, 6)");
+        return -1;
+    }
+    const Py_ssize_t P = bmeta->shape[0];
+    Py_buffer *bptr = get_buffer(bs, optr, "coo_ptr", 1, 0);
+    if (!bptr) return -1;
+    if (format_code(bptr) != 'i' || bptr->shape[0] != P + 1) {
+        PyErr_Format(PyExc_ValueError, "coo_ptr must be an int32 array of shape (%zd,)", P + 1);
+        return -1;
+    }
+    Py_buffer *bi = get_buffer(bs, oi, "coo_i", 1, 0);
+    if (!bi) return -1;
+    const Py_ssize_t nnz = bi->shape[0];
+    Py_buffer *bj = get_buffer(bs, oj, "coo_j", 1, 0);
+    if (!bj) return -1;
+    Py_buffer *bk = get_buffer(bs, ok, "coo_k", 1, 0);
+    if (!bk) return -1;
+    Py_buffer *bval = get_buffer(bs, oval, "coo_val", 1, 0);
+    if (!bval) return -1;
+    if (format_code(bi) != 'i' || format_code(bj) != 'i' || format_code(bk) != 'i' || bj->shape[0] != nnz ||
+        bk->shape[0] != nnz) {
+        PyErr_SetString(PyExc_ValueError, "coo_i, coo_j, coo_k must be int32 arrays of one length");
+        return -1;
+    }
+    const int vfmt = format_code(bval);
+    if ((vfmt != 'd' && vfmt != 'f') || bval->shape[0] != nnz) {
+        PyErr_Format(PyExc_ValueError, "coo_val must be a float64 or float32 array of shape (%zd,)", nnz);
+        return -1;
+    }
+    if (P > INT32_MAX / 8 || nnz > INT32_MAX / 8) {
+        PyErr_SetString(PyExc_ValueError, "too many paths or coupling entries");
+        return -1;
+    }
+    t->P = P;
+    t->nnz = nnz;
+    t->meta = (const int32_t *)bmeta->buf;
+    t->cptr = (const int32_t *)bptr->buf;
+    t->ci = (const int32_t *)bi->buf;
+    t->cj = (const int32_t *)bj->buf;
+    t->ck = (const int32_t *)bk->buf;
+    t->bval = bval;
+    t->vfmt = vfmt;
+    return 0;
+}
+
+/* The table against the array sizes: blocks inside DX, DY, DZ, COO indices inside the blocks,
+ * disjoint output blocks.  On failure set ValueError and return -1. */
+static int check_table(const Table *t, Py_ssize_t DX, Py_ssize_t DY, Py_ssize_t DZ) {
+    const Py_ssize_t P = t->P, nnz = t->nnz;
+    const int32_t *meta = t->meta, *cptr = t->cptr, *ci = t->ci, *cj = t->cj, *ck = t->ck;
+    if (DX > INT32_MAX / CB || DY > INT32_MAX || DZ > INT32_MAX / CB) {
+        PyErr_SetString(PyExc_ValueError, "feature dimensions too large");
+        return -1;
+    }
+    if (cptr[0] != 0 || cptr[P] != nnz) {
+        PyErr_Format(PyExc_ValueError, "coo_ptr must start at 0 and end at nnz = %zd", nnz);
+        return -1;
+    }
+    for (Py_ssize_t p = 0; p < P; p++) {
+        if (cptr[p + 1] < cptr[p]) {
+            PyErr_SetString(PyExc_ValueError, "coo_ptr must be non-decreasing");
+            return -1;
+        }
+    }
+    for (Py_ssize_t p = 0; p < P; p++) {
+        const int32_t *m = meta + 6 * p;
+        if (m[0] < 0 || m[1] < 1 || m[2] < 0 || m[3] < 1 || m[4] < 0 || m[5] < 1 || (Py_ssize_t)m[0] + m[1] > DX ||
+            (Py_ssize_t)m[2] + m[3] > DY || (Py_ssize_t)m[4] + m[5] > DZ) {
+            PyErr_Format(PyExc_ValueError,
+                         "meta row %zd = (ox=%d, dx=%d, oy=%d, dy=%d, oz=%d, dz=%d) does not fit DX=%zd, DY=%zd, DZ=%zd",
+                         p, m[0], m[1], m[2], m[3], m[4], m[5], DX, DY, DZ);
+            return -1;
+        }
+        for (int n = cptr[p]; n < cptr[p + 1]; n++) {
+            if (ci[n] < 0 || ci[n] >= m[1] || cj[n] < 0 || cj[n] >= m[3] || ck[n] < 0 || ck[n] >= m[5]) {
+                PyErr_Format(PyExc_ValueError, "coupling entry %d (i=%d, j=%d, k=%d) of path %zd is out of range", n,
+                             ci[n], cj[n], ck[n], p);
+                return -1;
+            }
+        }
+    }
+    /* the output blocks (rows oz .. oz + dz - 1 of g / z) must be disjoint */
+    unsigned char *owned = (unsigned char *)calloc((size_t)DZ + 1, 1);
+    if (!owned) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t p = 0; p < P; p++) {
+        const int32_t *m = meta + 6 * p;
+        for (int k = 0; k < m[5]; k++) {
+            if (owned[m[4] + k]) {
+                free(owned);
+                PyErr_Format(PyExc_ValueError,
+                             "the output block of path %zd (oz=%d, dz=%d) overlaps that of an earlier path; "
+                             "output blocks must be disjoint",
+                             p, m[4], m[5]);
+                return -1;
+            }
+            owned[m[4] + k] = 1;
+        }
+    }
+    free(owned);
+    return 0;
+}
+
+/* The coupling values as doubles (malloc'ed; NULL with MemoryError set on failure). */
+static double *table_values(const Table *t) {
+    double *vals = (double *)malloc((size_t)(t->nnz > 0 ? t->nnz : 1) * sizeof(double));
+    if (!vals) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t n = 0; n < t->nnz; n++)
+        vals[n] = t->vfmt == 'd' ? ((const double *)t->bval->buf)[n] : (double)((const float *)t->bval->buf)[n];
+    return vals;
+}
+
+/* Acquire the four float arrays (the one that `skip` replaces may be None) and out, and check that
+ * they share one float format; returns 'd' or 'f', or -1 with an exception set. */
+static int get_floats(Buffers *bs, PyObject *const objs[4], const char *const names[4], const int ndims[4], int skip,
+                      PyObject *oout, Py_buffer *fb[4], Py_buffer **bout) {
+    int fmt = -1;
+    const char *fmt_from = NULL;
+    for (int a = 0; a < 4; a++) {
+        fb[a] = NULL;
+        if (a == skip && objs[a] == Py_None) continue;
+        fb[a] = get_buffer(bs, objs[a], names[a], ndims[a], 0);
+        if (!fb[a]) return -1;
+    }
+    *bout = get_buffer(bs, oout, "out", ndims[skip], 1);
+    if (!*bout) return -1;
+    for (int a = 0; a < 5; a++) {
+        Py_buffer *b = a < 4 ? fb[a] : *bout;
+        const char *nm = a < 4 ? names[a] : "out";
+        if (!b) continue;
+        int c = format_code(b);
+        if (c != 'd' && c != 'f') {
+            PyErr_Format(PyExc_ValueError, "%s must hold float64 or float32, got buffer format '%s'", nm,
+                         b->format ? b->format : "B");
+            return -1;
+        }
+        if (fmt < 0) {
+            fmt = c;
+            fmt_from = nm;
+        } else if (c != fmt) {
+            PyErr_Format(PyExc_ValueError, "dtype mismatch: %s is %s but %s is %s", nm,
+                         c == 'd' ? "float64" : "float32", fmt_from, fmt == 'd' ? "float64" : "float32");
+            return -1;
+        }
+    }
+    return fmt;
+}
+
+/* Build the plan and run the job without the GIL; on failure set MemoryError and return -1. */
+static int plan_and_run(Plan *pl, const Table *t, const double *vals, Job *jb) {
+    int rc;
+    Py_BEGIN_ALLOW_THREADS;
+    rc = plan_build(pl, jb->mode, t->meta, t->cptr, t->ci, t->cj, t->ck, vals);
+    if (rc == 0 && jb->e_stop > jb->e_start) rc = run_edges(pl, jb);
+    Py_END_ALLOW_THREADS;
+    if (rc != 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(phi_grad_doc,
              "phi_grad(mode, x, y, w, g, out, meta, coo_ptr, coo_i, coo_j, coo_k, coo_val, e_start, e_stop)\n"
              "--\n\n"
@@ -780,83 +1198,18 @@ static PyObject *py_phi_grad(PyObject *self, PyObject *args) {
     memset(&pl, 0, sizeof(pl));
     double *vals = NULL;
     PyObject *result = NULL;
-
-    /* integer tables */
-    Py_buffer *bmeta = get_buffer(&bs, ometa, "meta", 2, 0);
-    if (!bmeta) goto done;
-    if (format_code(bmeta) != 'i' || bmeta->shape[1] != 6) {
-        PyErr_SetString(PyExc_ValueError, "meta must be an int32 array of shape (P, 6)");
-        goto done;
-    }
-    const Py_ssize_t P = bmeta->shape[0];
-    Py_buffer *bptr = get_buffer(&bs, optr, "coo_ptr", 1, 0);
-    if (!bptr) goto done;
-    if (format_code(bptr) != 'i' || bptr->shape[0] != P + 1) {
-        PyErr_Format(PyExc_ValueError, "coo_ptr must be an int32 array of shape (%zd,)", P + 1);
-        goto done;
-    }
-    Py_buffer *bi = get_buffer(&bs, oi, "coo_i", 1, 0);
-    if (!bi) goto done;
-    const Py_ssize_t nnz = bi->shape[0];
-    Py_buffer *bj = get_buffer(&bs, oj, "coo_j", 1, 0);
-    if (!bj) goto done;
-    Py_buffer *bk = get_buffer(&bs, ok, "coo_k", 1, 0);
-    if (!bk) goto done;
-    Py_buffer *bval = get_buffer(&bs, oval, "coo_val", 1, 0);
-    if (!bval) goto done;
-    if (format_code(bi) != 'i' || format_code(bj) != 'i' || format_code(bk) != 'i' || bj->shape[0] != nnz ||
-        bk->shape[0] != nnz) {
-        PyErr_SetString(PyExc_ValueError, "coo_i, coo_j, coo_k must be int32 arrays of one length");
-        goto done;
-    }
-    const int vfmt = format_code(bval);
-    if ((vfmt != 'd' && vfmt != 'f') || bval->shape[0] != nnz) {
-        PyErr_Format(PyExc_ValueError, "coo_val must be a float64 or float32 array of shape (%zd,)", nnz);
-        goto done;
-    }
-    if (P > INT32_MAX / 8 || nnz > INT32_MAX / 8) {
-        PyErr_SetString(PyExc_ValueError, "too many paths or coupling entries");
-        goto done;
-    }
-
-    const int32_t *meta = (const int32_t *)bmeta->buf;
-    const int32_t *cptr = (const int32_t *)bptr->buf;
-    const int32_t *ci = (const int32_t *)bi->buf, *cj = (const int32_t *)bj->buf, *ck = (const int32_t *)bk->buf;
+    Table tb;
+    if (get_table(&bs, ometa, optr, oi, oj, ok, oval, &tb) != 0) goto done;
+    const Py_ssize_t P = tb.P;
 
     /* float arrays: shapes follow from meta and the arrays themselves */
-    PyObject *objs[4] = {ox_, oy_, ow_, og_};
-    static const char *names[4] = {"x", "y", "w", "g"};
+    PyObject *const objs[4] = {ox_, oy_, ow_, og_};
+    static const char *const names[4] = {"x", "y", "w", "g"};
     static const int ndims[4] = {3, 2, 3, 3};
     const int skip = mode == MODE_Z ? 3 : mode == MODE_X ? 0 : mode == MODE_Y ? 1 : 2; /* replaced array */
-    Py_buffer *fb[4] = {NULL, NULL, NULL, NULL};
-    int fmt = -1;
-    const char *fmt_from = NULL;
-    for (int a = 0; a < 4; a++) {
-        if (a == skip && objs[a] == Py_None) continue;
-        fb[a] = get_buffer(&bs, objs[a], names[a], ndims[a], 0);
-        if (!fb[a]) goto done;
-    }
-    Py_buffer *bout = get_buffer(&bs, oout, "out", ndims[skip], 1);
-    if (!bout) goto done;
-    for (int a = 0; a < 5; a++) {
-        Py_buffer *b = a < 4 ? fb[a] : bout;
-        const char *nm = a < 4 ? names[a] : "out";
-        if (!b) continue;
-        int c = format_code(b);
-        if (c != 'd' && c != 'f') {
-            PyErr_Format(PyExc_ValueError, "%s must hold float64 or float32, got buffer format '%s'", nm,
-                         b->format ? b->format : "B");
-            goto done;
-        }
-        if (fmt < 0) {
-            fmt = c;
-            fmt_from = nm;
-        } else if (c != fmt) {
-            PyErr_Format(PyExc_ValueError, "dtype mismatch: %s is %s but %s is %s", nm,
-                         c == 'd' ? "float64" : "float32", fmt_from, fmt == 'd' ? "float64" : "float32");
-            goto done;
-        }
-    }
+    Py_buffer *fb[4], *bout;
+    const int fmt = get_floats(&bs, objs, names, ndims, skip, oout, fb, &bout);
+    if (fmt < 0) goto done;
     /* E, C from out and the present arrays */
     const Py_ssize_t E = bout->shape[0];
     Py_ssize_t C = -1, DX = -1, DY = -1, DZ = -1;
@@ -877,61 +1230,7 @@ static PyObject *py_phi_grad(PyObject *self, PyObject *args) {
             if (fb[a] && check_dims(fb[a], names[a], ndims[a], want[a]) != 0) goto done;
         if (check_dims(bout, "out", ndims[skip], want[skip]) != 0) goto done;
     }
-    if (DX > INT32_MAX / CB || DY > INT32_MAX || DZ > INT32_MAX / CB) {
-        PyErr_SetString(PyExc_ValueError, "feature dimensions too large");
-        goto done;
-    }
-    /* meta and COO consistency */
-    if (cptr[0] != 0 || cptr[P] != nnz) {
-        PyErr_Format(PyExc_ValueError, "coo_ptr must start at 0 and end at nnz = %zd", nnz);
-        goto done;
-    }
-    for (Py_ssize_t p = 0; p < P; p++) {
-        if (cptr[p + 1] < cptr[p]) {
-            PyErr_SetString(PyExc_ValueError, "coo_ptr must be non-decreasing");
-            goto done;
-        }
-    }
-    for (Py_ssize_t p = 0; p < P; p++) {
-        const int32_t *m = meta + 6 * p;
-        if (m[0] < 0 || m[1] < 1 || m[2] < 0 || m[3] < 1 || m[4] < 0 || m[5] < 1 || (Py_ssize_t)m[0] + m[1] > DX ||
-            (Py_ssize_t)m[2] + m[3] > DY || (Py_ssize_t)m[4] + m[5] > DZ) {
-            PyErr_Format(PyExc_ValueError,
-                         "meta row %zd = (ox=%d, dx=%d, oy=%d, dy=%d, oz=%d, dz=%d) does not fit DX=%zd, DY=%zd, DZ=%zd",
-                         p, m[0], m[1], m[2], m[3], m[4], m[5], DX, DY, DZ);
-            goto done;
-        }
-        for (int n = cptr[p]; n < cptr[p + 1]; n++) {
-            if (ci[n] < 0 || ci[n] >= m[1] || cj[n] < 0 || cj[n] >= m[3] || ck[n] < 0 || ck[n] >= m[5]) {
-                PyErr_Format(PyExc_ValueError, "coupling entry %d (i=%d, j=%d, k=%d) of path %zd is out of range", n,
-                             ci[n], cj[n], ck[n], p);
-                goto done;
-            }
-        }
-    }
-    {
-        /* the output blocks (rows oz .. oz + dz - 1 of g / z) must be disjoint */
-        unsigned char *owned = (unsigned char *)calloc((size_t)DZ + 1, 1);
-        if (!owned) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        for (Py_ssize_t p = 0; p < P; p++) {
-            const int32_t *m = meta + 6 * p;
-            for (int k = 0; k < m[5]; k++) {
-                if (owned[m[4] + k]) {
-                    free(owned);
-                    PyErr_Format(PyExc_ValueError,
-                                 "the output block of path %zd (oz=%d, dz=%d) overlaps that of an earlier path; "
-                                 "output blocks must be disjoint",
-                                 p, m[4], m[5]);
-                    goto done;
-                }
-                owned[m[4] + k] = 1;
-            }
-        }
-        free(owned);
-    }
+    if (check_table(&tb, DX, DY, DZ) != 0) goto done;
     if (e_start < 0 || e_stop < e_start || e_stop > E) {
         PyErr_Format(PyExc_ValueError, "edge range [%zd, %zd) is not within [0, %zd]", e_start, e_stop, E);
         goto done;
@@ -941,16 +1240,12 @@ static PyObject *py_phi_grad(PyObject *self, PyObject *args) {
     pl.DX = (int)DX;
     pl.DY = (int)DY;
     pl.DZ = (int)DZ;
-    pl.nnz = (int)nnz;
-    vals = (double *)malloc((size_t)(nnz > 0 ? nnz : 1) * sizeof(double));
-    if (!vals) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t n = 0; n < nnz; n++)
-        vals[n] = vfmt == 'd' ? ((const double *)bval->buf)[n] : (double)((const float *)bval->buf)[n];
+    pl.nnz = (int)tb.nnz;
+    vals = table_values(&tb);
+    if (!vals) goto done;
 
     Job jb;
+    memset(&jb, 0, sizeof(jb));
     jb.mode = mode;
     jb.fmt = fmt == 'd' ? FMT_F64 : FMT_F32;
     jb.C = C;
@@ -958,19 +1253,268 @@ static PyObject *py_phi_grad(PyObject *self, PyObject *args) {
     jb.y = fb[1] ? fb[1]->buf : NULL;
     jb.w = fb[2] ? fb[2]->buf : NULL;
     jb.g = fb[3] ? fb[3]->buf : NULL;
+    jb.x_len = fb[0] ? (size_t)(fb[0]->len / fb[0]->itemsize) : 0;
+    jb.w_len = fb[2] ? (size_t)(fb[2]->len / fb[2]->itemsize) : 0;
+    jb.g_len = fb[3] ? (size_t)(fb[3]->len / fb[3]->itemsize) : 0;
     jb.out = bout->buf;
     jb.e_start = e_start;
     jb.e_stop = e_stop;
+    if (plan_and_run(&pl, &tb, vals, &jb) != 0) goto done;
+    Py_INCREF(oout);
+    result = oout;
 
-    int rc;
-    Py_BEGIN_ALLOW_THREADS;
-    rc = plan_build(&pl, mode, meta, cptr, ci, cj, ck, vals);
-    if (rc == 0 && e_stop > e_start) rc = run_edges(&pl, &jb);
-    Py_END_ALLOW_THREADS;
-    if (rc != 0) {
-        PyErr_NoMemory();
+done:
+    free(vals);
+    plan_free(&pl);
+    release_all(&bs);
+    return result;
+}
+
+/* ------------------------------------------------------------------------- */
+/* graph form                                                                 */
+
+/* A C-contiguous int64 vector of length n (any length when n < 0; its length goes to *len when
+ * len is not NULL), or None when `optional` (then *data is NULL).  Returns -1 with ValueError set
+ * on failure. */
+static int get_index(Buffers *bs, PyObject *obj, const char *name, Py_ssize_t n, int optional, const int64_t **data,
+                     Py_ssize_t *len) {
+    *data = NULL;
+    if (optional && obj == Py_None) return 0;
+    Py_buffer *b = get_buffer(bs, obj, name, 1, 0);
+    if (!b) return -1;
+    if (format_code(b) != 'q') {
+        PyErr_Format(PyExc_ValueError, "%s must be an int64 array, got buffer format '%s'", name,
+                     b->format ? b->format : "B");
+        return -1;
+    }
+    if (n >= 0 && b->shape[0] != n) {
+        PyErr_Format(PyExc_ValueError, "%s has length %zd, expected %zd", name, b->shape[0], n);
+        return -1;
+    }
+    *data = (const int64_t *)b->buf;
+    if (len) *len = b->shape[0];
+    return 0;
+}
+
+/* Check the indices that rows [start, stop) read (GIL held; linear in E).  Mode z: ptr and order
+ * list, for every node n, edges whose receiver is n.  Mode x: order lists nlist distinct edges, every
+ * edge whose sender lies in [start, stop) (and no other).  Modes y, w: senders and receivers of the
+ * edges are nodes.  On failure set ValueError (or MemoryError) and return -1. */
+static int check_graph_rows(int mode, const int64_t *senders, const int64_t *receivers, const int64_t *order,
+                            const int64_t *ptr, Py_ssize_t nlist, Py_ssize_t N, Py_ssize_t E, Py_ssize_t start,
+                            Py_ssize_t stop) {
+#define CHECK_NODE(arr, name, e)                                                                              \
+    if ((arr)[e] < 0 || (arr)[e] >= N) {                                                                       \
+        PyErr_Format(PyExc_ValueError, "%s[%lld] = %lld is out of range for %zd nodes", name, (long long)(e), \
+                     (long long)(arr)[e], N);                                                                  \
+        return -1;                                                                                             \
+    }
+    if (mode == MODE_Y || mode == MODE_W) {
+        for (Py_ssize_t e = start; e < stop; e++) {
+            CHECK_NODE(senders, "senders", e)
+            CHECK_NODE(receivers, "receivers", e)
+        }
+        return 0;
+    }
+    if (mode == MODE_X) {
+        Py_ssize_t count = 0;
+        for (Py_ssize_t e = 0; e < E; e++) count += senders[e] >= start && senders[e] < stop;
+        if (count != nlist) {
+            PyErr_Format(PyExc_ValueError,
+                         "order lists %zd edges but %zd edges have their sender in the node range [%zd, %zd)", nlist,
+                         count, start, stop);
+            return -1;
+        }
+        unsigned char *seen = (unsigned char *)calloc((size_t)E / 8 + 1, 1);
+        if (!seen) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < nlist; i++) {
+            const int64_t e = order ? order[i] : i;
+            const char *problem = NULL;
+            if (e < 0 || e >= E)
+                problem = "is not an edge index";
+            else if (seen[e / 8] & (1u << (e % 8)))
+                problem = "is listed twice";
+            else if (senders[e] < start || senders[e] >= stop)
+                problem = "has its sender outside the node range";
+            if (problem) {
+                PyErr_Format(PyExc_ValueError, "order[%zd] = %lld %s (E = %zd, nodes [%zd, %zd))", i, (long long)e,
+                             problem, E, start, stop);
+                free(seen);
+                return -1;
+            }
+            seen[e / 8] |= (unsigned char)(1u << (e % 8));
+            if (receivers[e] < 0 || receivers[e] >= N) {
+                PyErr_Format(PyExc_ValueError, "receivers[%lld] = %lld is out of range for %zd nodes", (long long)e,
+                             (long long)receivers[e], N);
+                free(seen);
+                return -1;
+            }
+        }
+        free(seen);
+        return 0;
+    }
+    /* MODE_Z */
+    if (ptr[0] != 0 || ptr[N] != E) {
+        PyErr_Format(PyExc_ValueError, "ptr must start at 0 and end at E = %zd, got ptr[0] = %lld, ptr[%zd] = %lld", E,
+                     (long long)ptr[0], N, (long long)ptr[N]);
+        return -1;
+    }
+    for (Py_ssize_t n = start; n < stop; n++) {
+        if (ptr[n] > ptr[n + 1] || ptr[n] < 0 || ptr[n + 1] > E) {
+            PyErr_Format(PyExc_ValueError,
+                         "ptr must be non-decreasing within [0, %zd]: ptr[%zd] = %lld, ptr[%zd] = %lld", E, n,
+                         (long long)ptr[n], n + 1, (long long)ptr[n + 1]);
+            return -1;
+        }
+        for (int64_t i = ptr[n]; i < ptr[n + 1]; i++) {
+            const int64_t e = order ? order[i] : i;
+            if (e < 0 || e >= E) {
+                PyErr_Format(PyExc_ValueError, "order[%lld] = %lld is not an edge index in [0, %zd)", (long long)i,
+                             (long long)e, E);
+                return -1;
+            }
+            if (receivers[e] != n) {
+                PyErr_Format(PyExc_ValueError,
+                             "edge %lld is listed under node %zd but receivers[%lld] = %lld: receivers must be sorted "
+                             "(non-decreasing) with ptr their row pointers, or order must sort them",
+                             (long long)e, n, (long long)e, (long long)receivers[e]);
+                return -1;
+            }
+            CHECK_NODE(senders, "senders", e)
+        }
+    }
+    return 0;
+#undef CHECK_NODE
+}
+
+PyDoc_STRVAR(
+    phi_grad_graph_doc,
+    "phi_grad_graph(mode, h, y, w, g, out, senders, receivers, order, ptr, meta, coo_ptr, coo_i, coo_j, coo_k,\n"
+    "               coo_val, start, stop)\n"
+    "--\n\n"
+    "Write one partial gradient of the graph form PhiG(h, y, w, g) into rows [start, stop) of out.\n\n"
+    "PhiG = sum_e sum_{c,p,i,j,k} w[e,c,p] C_p[i,j,k] h[s(e),c,ox_p+i] y[e,oy_p+j] g[r(e),c,oz_p+k]\n"
+    "with s = senders, r = receivers (int64 (E,)).  h (N, C, DX) and g (N, C, DZ) are node arrays,\n"
+    "y (E, DY) and w (E, C, P) edge arrays (C-contiguous float64 or float32 of one format; the array\n"
+    "that `mode` replaces may be None).\n"
+    "mode 0 (z): out (N, C, DZ), out[n] = sum over the edges with r(e) = n; rows [start, stop) are\n"
+    "    nodes, the edges of node n are order[ptr[n]:ptr[n+1]] (int64 (E,) and (N+1,); order None\n"
+    "    means ptr[n]..ptr[n+1]-1, i.e. sorted receivers);\n"
+    "mode 1 (x): out (N, C, DX), out[n] = sum over the edges with s(e) = n; rows [start, stop) are\n"
+    "    nodes, order (int64) lists exactly the edges whose sender lies in [start, stop), best in\n"
+    "    receiver order (None: all edges); ptr is ignored;\n"
+    "    in both, every row in [start, stop) is written exactly once (zeros for a node without edges);\n"
+    "mode 2 (y): out (E, DY);  mode 3 (w): out (E, C, P): rows are edges, order and ptr are ignored.\n"
+    "meta and the COO lists as for phi_grad.  The indices the call reads are validated (ValueError).\n"
+    "Rows outside [start, stop) are not touched.  The GIL is released.");
+
+static PyObject *py_phi_grad_graph(PyObject *self, PyObject *args) {
+    (void)self;
+    int mode;
+    PyObject *oh, *oy_, *ow_, *og_, *oout, *osend, *orecv, *oorder, *orptr, *ometa, *optr, *oi, *oj, *ok, *oval;
+    Py_ssize_t start, stop;
+    if (!PyArg_ParseTuple(args, "iOOOOOOOOOOOOOOOnn:phi_grad_graph", &mode, &oh, &oy_, &ow_, &og_, &oout, &osend,
+                          &orecv, &oorder, &orptr, &ometa, &optr, &oi, &oj, &ok, &oval, &start, &stop))
+        return NULL;
+    if (mode < 0 || mode > 3) {
+        PyErr_Format(PyExc_ValueError, "mode must be 0 (z), 1 (x), 2 (y) or 3 (w), got %d", mode);
+        return NULL;
+    }
+    Buffers bs;
+    bs.n = 0;
+    Plan pl;
+    memset(&pl, 0, sizeof(pl));
+    double *vals = NULL;
+    PyObject *result = NULL;
+    Table tb;
+    if (get_table(&bs, ometa, optr, oi, oj, ok, oval, &tb) != 0) goto done;
+    const Py_ssize_t P = tb.P;
+
+    PyObject *const objs[4] = {oh, oy_, ow_, og_};
+    static const char *const names[4] = {"h", "y", "w", "g"};
+    static const int ndims[4] = {3, 2, 3, 3};
+    const int skip = mode == MODE_Z ? 3 : mode == MODE_X ? 0 : mode == MODE_Y ? 1 : 2;
+    Py_buffer *fb[4], *bout;
+    const int fmt = get_floats(&bs, objs, names, ndims, skip, oout, fb, &bout);
+    if (fmt < 0) goto done;
+
+    const int64_t *senders, *receivers, *order = NULL, *rptr = NULL;
+    Py_ssize_t E = 0;
+    if (get_index(&bs, osend, "senders", -1, 0, &senders, &E) != 0) goto done;
+    if (get_index(&bs, orecv, "receivers", E, 0, &receivers, NULL) != 0) goto done;
+    /* N from out (modes z, x) or h (modes y, w: h is present), C and DX, DY, DZ from the arrays present */
+    const int node_out = mode == MODE_Z || mode == MODE_X;
+    const Py_ssize_t N = node_out ? bout->shape[0] : fb[0]->shape[0];
+    Py_ssize_t C = -1;
+    if (mode != MODE_Y) C = bout->shape[1];
+    for (int a = 0; a < 4 && C < 0; a++)
+        if (fb[a] && a != 1) C = fb[a]->shape[1];
+    if (C < 0) {
+        PyErr_SetString(PyExc_ValueError, "cannot determine the number of channels");
         goto done;
     }
+    const Py_ssize_t DX = fb[0] ? fb[0]->shape[2] : bout->shape[2];
+    const Py_ssize_t DY = fb[1] ? fb[1]->shape[1] : bout->shape[1];
+    const Py_ssize_t DZ = fb[3] ? fb[3]->shape[2] : bout->shape[2];
+    {
+        const Py_ssize_t sh[3] = {N, C, DX}, sy[2] = {E, DY}, sw[3] = {E, C, P}, sg[3] = {N, C, DZ};
+        const Py_ssize_t *want[4] = {sh, sy, sw, sg};
+        for (int a = 0; a < 4; a++)
+            if (fb[a] && check_dims(fb[a], names[a], ndims[a], want[a]) != 0) goto done;
+        if (check_dims(bout, "out", ndims[skip], want[skip]) != 0) goto done;
+    }
+    if (check_table(&tb, DX, DY, DZ) != 0) goto done;
+    const Py_ssize_t nrows = node_out ? N : E;
+    if (start < 0 || stop < start || stop > nrows) {
+        PyErr_Format(PyExc_ValueError, "row range [%zd, %zd) is not within [0, %zd] (%s)", start, stop, nrows,
+                     node_out ? "nodes" : "edges");
+        goto done;
+    }
+    Py_ssize_t nlist = E;
+    if (mode == MODE_Z) {
+        if (orptr == Py_None) {
+            PyErr_SetString(PyExc_ValueError, "mode z needs ptr, the (N + 1,) row pointers of the sorted receivers");
+            goto done;
+        }
+        if (get_index(&bs, oorder, "order", E, 1, &order, NULL) != 0) goto done;
+        if (get_index(&bs, orptr, "ptr", N + 1, 0, &rptr, NULL) != 0) goto done;
+    } else if (mode == MODE_X) {
+        if (get_index(&bs, oorder, "order", -1, 1, &order, &nlist) != 0) goto done;
+    }
+    if (check_graph_rows(mode, senders, receivers, order, rptr, nlist, N, E, start, stop) != 0) goto done;
+
+    pl.P = (int)P;
+    pl.DX = (int)DX;
+    pl.DY = (int)DY;
+    pl.DZ = (int)DZ;
+    pl.nnz = (int)tb.nnz;
+    vals = table_values(&tb);
+    if (!vals) goto done;
+
+    Job jb;
+    memset(&jb, 0, sizeof(jb));
+    jb.mode = mode;
+    jb.fmt = fmt == 'd' ? FMT_F64 : FMT_F32;
+    jb.C = C;
+    jb.x = fb[0] ? fb[0]->buf : NULL;
+    jb.y = fb[1] ? fb[1]->buf : NULL;
+    jb.w = fb[2] ? fb[2]->buf : NULL;
+    jb.g = fb[3] ? fb[3]->buf : NULL;
+    jb.x_len = fb[0] ? (size_t)(fb[0]->len / fb[0]->itemsize) : 0;
+    jb.w_len = fb[2] ? (size_t)(fb[2]->len / fb[2]->itemsize) : 0;
+    jb.g_len = fb[3] ? (size_t)(fb[3]->len / fb[3]->itemsize) : 0;
+    jb.out = bout->buf;
+    jb.e_start = start;
+    jb.e_stop = stop;
+    jb.senders = senders;
+    jb.receivers = receivers;
+    jb.order = order;
+    jb.ptr = rptr;
+    jb.nlist = nlist;
+    if (plan_and_run(&pl, &tb, vals, &jb) != 0) goto done;
     Py_INCREF(oout);
     result = oout;
 
@@ -983,13 +1527,15 @@ done:
 
 static PyMethodDef fused_methods[] = {
     {"phi_grad", py_phi_grad, METH_VARARGS, phi_grad_doc},
+    {"phi_grad_graph", py_phi_grad_graph, METH_VARARGS, phi_grad_graph_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef fused_module = {
     PyModuleDef_HEAD_INIT,
     "_fused",
-    "Fused CPU kernel for the message-passing tensor product and its gradients (see phi_grad).",
+    "Fused CPU kernel for the message-passing tensor product and its gradients (see phi_grad and\n"
+    "phi_grad_graph).",
     -1,
     fused_methods,
     NULL,

@@ -330,27 +330,46 @@ class SiluDerivative(Function):
     MAX_ORDER = 3
 
     @staticmethod
-    def forward(ctx: Context, x: Array, *, order: int) -> Array:
-        ctx.order = order
+    def forward(ctx: Context, x: Array, *, order: int, sigma: Array | None = None) -> Array:
         xp = array_module(x)
-        s = xp.multiply(x, 0.5, out=xp.empty(x.shape, x.dtype))
-        xp.tanh(s, out=s)
-        s *= 0.5
-        s += 0.5
+        s = sigma
+        if s is None:  # sigma(x) = (1 + tanh(x/2)) / 2, no overflow; computed once per chain of orders
+            s = xp.multiply(x, 0.5, out=xp.empty(x.shape, x.dtype))
+            xp.tanh(s, out=s)
+            s *= 0.5
+            s += 0.5
+        ctx.order, ctx.sigma = order, s
         if order == 0:
             return x * s
-        if order == 1:
-            return s * (1 + x * (1 - s))
-        q = s * (1 - s)
-        if order == 2:
-            return q * (2 + x * (1 - 2 * s))
-        return q * (3 * (1 - 2 * s) + x * (1 - 6 * s + 6 * s * s))
+        out = xp.subtract(1, s, out=xp.empty(x.shape, x.dtype))  # 1 - s
+        if order == 1:  # s (1 + x (1 - s))
+            out *= x
+            out += 1
+            out *= s
+            return out
+        q = s * out  # s (1 - s)
+        if order == 2:  # q (2 + x (1 - 2s))
+            out -= s
+            out *= x
+            out += 2
+            out *= q
+            return out
+        t = s * s  # q (3 (1 - 2s) + x (1 - 6s + 6s^2))
+        t -= s
+        t *= 6
+        t += 1
+        t *= x
+        out -= s
+        out *= 3
+        out += t
+        out *= q
+        return out
 
     @staticmethod
     def vjp(ctx: Context, g: Tensor, x: Tensor) -> tuple[Tensor | None, ...]:
         if ctx.order >= SiluDerivative.MAX_ORDER:
             raise NotImplementedError(f"silu derivatives beyond order {SiluDerivative.MAX_ORDER} are not implemented")
-        return (mul(g, SiluDerivative.apply(x, order=ctx.order + 1)),)
+        return (mul(g, SiluDerivative.apply(x, order=ctx.order + 1, sigma=ctx.sigma)),)
 
 
 def silu(x: Tensor) -> Tensor:
