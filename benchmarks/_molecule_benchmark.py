@@ -56,8 +56,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from mlip.evaluation import EvalResult, evaluate_structures, write_predictions_csv  # noqa: E402
-from mlip.metrics import format_table  # noqa: E402
-from mlip.model import load_model  # noqa: E402
+from mlip.metrics import compute_metrics, format_table  # noqa: E402
+from mlip.model import load_model, param_shapes  # noqa: E402
 from mlip.training import (  # noqa: E402
     DataError,
     TrainConfig,
@@ -323,8 +323,8 @@ def load_data(
     isolated = load_isolated_energies(iso_path)
     test_all = read_labelled(paths["test"], "test")
     seen = {_structure_key(a) for a in structures}
-    test_all_kept = [a for a in test_all if _structure_key(a) not in seen]
-    test = test_all_kept
+    test = [a for a in test_all if _structure_key(a) not in seen]
+    n_excluded = len(test_all) - len(test)
     if not test:
         raise DataError(f"every structure of {paths['test']} is also in {paths['training']}: no test set")
     if test_limit is not None and test_limit < len(test):
@@ -337,7 +337,7 @@ def load_data(
         isolated=isolated,
         n_file=len(structures),
         n_test_file=len(test_all),
-        n_test_excluded=len(test_all) - len(test_all_kept),
+        n_test_excluded=n_excluded,
     )
 
 
@@ -363,10 +363,8 @@ def _single_group(structures: Sequence[Atoms]) -> str | None:
     return None
 
 
-def test_metrics(result: EvalResult, groups: tuple[str, list[str]] | None) -> dict[str, dict[str, Any]]:
+def grouped_metrics(result: EvalResult, groups: tuple[str, list[str]] | None) -> dict[str, dict[str, Any]]:
     """``{set name: metrics}`` for the whole test set (``"all"``) and for every group (meV, meV/atom, meV/Å)."""
-    from mlip.metrics import compute_metrics
-
     pred = result.predictions
     out: dict[str, dict[str, Any]] = {"all": dict(result.metrics)}
     if groups is None:
@@ -558,7 +556,10 @@ def docs_section(summary: Mapping[str, Any], spec: MoleculeSpec, docs: Path) -> 
             f"E0 from `{d['isolated_file_rel']}`; test `{d['test_file_rel']}`: {d['n_test']} structures"
             + (f" ({d['n_test_excluded']} also in the training file dropped)" if d["n_test_excluded"] else ""),
         ),
-        ("budget", f"{s['budget_minutes']:g} min of training, at most {t['epochs']} epochs"),
+        (
+            "budget",
+            f"{s['budget_minutes'] or math.inf:g} min of training (last invocation), at most {t['epochs']} epochs",
+        ),
         (
             "run",
             f"{s['epochs_done']} epochs ({s['status']}), best epoch {s['best_epoch']}, "
@@ -572,7 +573,7 @@ def docs_section(summary: Mapping[str, Any], spec: MoleculeSpec, docs: Path) -> 
         f"before and {_fmt(s['load_average_after'])} after. Threads: OpenBLAS {s['threads']['OPENBLAS_NUM_THREADS']}, "
         f"fused kernel {s['threads']['CARTESIAN_IRREPS_NUM_THREADS']}.",
         "",
-        f"Command: `{s['command']}`",
+        "Command: " + ", then ".join(f"`{c}`" for c in s.get("commands") or [s["command"]]),
         "",
         "| setting | value |",
         "|---|---|",
@@ -704,6 +705,11 @@ def train_config(args: argparse.Namespace, run_dir: Path) -> TrainConfig:
     )
 
 
+def _count(config: Any) -> int:
+    """Number of trainable parameters of a :class:`mlip.model.ModelConfig`."""
+    return int(sum(math.prod(shape) for shape in param_shapes(config).values()))
+
+
 def _epoch_seconds(history: Sequence[Mapping[str, Any]]) -> float:
     """Median wall time of an epoch (s) from the cumulative ``time_s`` of the log rows."""
     t = [float(r["time_s"]) for r in history if r.get("time_s") is not None]
@@ -725,6 +731,7 @@ def run(args: argparse.Namespace, command: str) -> int:
         raise ValueError("give --resume or --overwrite, not both")
     load_before = _load_average()
     t_start = time.perf_counter()
+    config = train_config(args, run_dir)  # checks the options before any data is read
     data_dir = Path(args.data_dir)
     log(f"[{spec.name}] reading {data_dir / spec.train_file}, {data_dir / spec.test_file}")
     data = load_data(spec, data_dir, args.n_train, args.n_valid, args.seed, args.test_limit)
@@ -734,7 +741,6 @@ def run(args: argparse.Namespace, command: str) -> int:
         + (f" ({data.n_test_excluded} also in the training file dropped)" if data.n_test_excluded else "")
         + f"; E0 (eV): {', '.join(f'{k} {v:.6f}' for k, v in data.isolated.items())}"
     )
-    config = train_config(args, run_dir)
 
     if args.eval_only:
         meta, _ = load_checkpoint(run_dir / "checkpoint.npz")
@@ -753,7 +759,7 @@ def run(args: argparse.Namespace, command: str) -> int:
         trainer = Trainer(config, data.train, data.valid, data.isolated, resume=args.resume, overwrite=args.overwrite)
         log(
             f"[{spec.name}] model: {args.num_layers} layers, {args.channels} channels, L {args.lmax}, hidden L "
-            f"{args.hidden_lmax}, ν {args.correlation}, {int(trainer.theta.size)} parameters; budget "
+            f"{args.hidden_lmax}, ν {args.correlation}, {_count(trainer.model_config)} parameters; budget "
             f"{args.budget_minutes:g} min, at most {args.epochs} epochs"
         )
         result = trainer.fit()
@@ -789,7 +795,7 @@ def run(args: argparse.Namespace, command: str) -> int:
             else f"No temperature or config_type key in {Path(spec.test_file).name}: whole test set only"
         )
         log(f"[{spec.name}] {group_note}")
-    metrics = test_metrics(res, groups)
+    metrics = grouped_metrics(res, groups)
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, str | None] = {  # relative to out_dir
         "run_dir": _rel(run_dir, out_dir),
@@ -847,6 +853,12 @@ def run(args: argparse.Namespace, command: str) -> int:
             profile_info.update(coordinate=description, xlabel=xlabel, metrics=prof.metrics())
 
     seconds_per_epoch = _epoch_seconds(history)
+    commands = [command]
+    if args.resume or args.eval_only:  # the same run: keep the commands of its earlier invocations
+        try:
+            commands = [*json.loads((out_dir / "summary.json").read_text()).get("commands", []), command]
+        except (OSError, ValueError, AttributeError):
+            pass
     summary: dict[str, Any] = {
         "benchmark": spec.name,
         "molecule": spec.title,
@@ -859,9 +871,10 @@ def run(args: argparse.Namespace, command: str) -> int:
             "CARTESIAN_IRREPS_NUM_THREADS": os.environ.get("CARTESIAN_IRREPS_NUM_THREADS", "default (usable CPUs)"),
         },
         "command": command,
+        "commands": commands,
         "output_dir": str(out_dir.resolve()),
         "status": status,
-        "budget_minutes": args.budget_minutes,
+        "budget_minutes": train_settings.get("max_minutes"),
         "epochs_done": epochs_done,
         "best_epoch": best_epoch,
         "seconds_per_epoch": seconds_per_epoch,

@@ -47,7 +47,7 @@ def acac() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def helper(acac: ModuleType) -> ModuleType:
-    return _load("_molecule_benchmark")
+    return acac._molecule_benchmark  # the module the script itself uses
 
 
 def test_replace_section_keeps_the_rest(helper: ModuleType) -> None:
@@ -103,9 +103,12 @@ def test_acac_end_to_end_and_resume(acac: ModuleType, tmp_path: Path) -> None:
 
     assert acac.main([*args, "--resume", "--epochs", "2"]) == 0  # continues the same run to epoch 2
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["epochs_done"] == 2 and len(summary["history"]) == 2
+    assert summary["epochs_done"] == 2 and len(summary["history"]) == 2 and len(summary["commands"]) == 2
     assert docs.read_text().count("<!-- acac:start -->") == 1
     assert acac.main([*args, "--epochs", "2"]) == 1  # a run is there: neither --resume nor --overwrite
+    assert acac.main([*args, "--eval-only"]) == 0  # tests the kept model again without training
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "evaluated only" and summary["epochs_done"] == 2
 
 
 @needs_data

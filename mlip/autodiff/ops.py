@@ -319,57 +319,121 @@ def sigmoid(x: Tensor) -> Tensor:
     return Sigmoid.apply(x)
 
 
+_BLOCK = 1 << 15  # elements per block: every pass of the formula stays in cache
+
+
+def _silu_formula(x: Array, order: int, g: Array | None, out: Array) -> None:
+    """``out = [g *] silu^(order)(x)`` on one block, with σ(x) = 1 / (1 + exp(-x)).
+
+    exp(-x) overflows to inf for x < -709 (float64), which gives the correct σ = 0; the warning is
+    silenced locally.
+    """
+    xp = array_module(x)
+    s = xp.negative(x, out=xp.empty(x.shape, x.dtype))
+    with np.errstate(over="ignore"):
+        xp.exp(s, out=s)
+    s += 1
+    xp.reciprocal(s, out=s)
+    if order == 0:
+        xp.multiply(x, s, out=out)
+    else:
+        xp.subtract(1, s, out=out)  # 1 - s
+        if order == 1:  # s (1 + x (1 - s))
+            out *= x
+            out += 1
+            out *= s
+        else:
+            q = xp.multiply(s, out, out=xp.empty(x.shape, x.dtype))  # s (1 - s)
+            if order == 2:  # q (2 + x (1 - 2s))
+                out -= s
+                out *= x
+                out += 2
+            else:  # q (3 (1 - 2s) + x (1 - 6s + 6s^2))
+                t = xp.multiply(s, s, out=xp.empty(x.shape, x.dtype))
+                t -= s
+                t *= 6
+                t += 1
+                t *= x
+                out -= s
+                out *= 3
+                out += t
+            out *= q
+    if g is not None:
+        out *= g
+
+
+def _silu_apply(x: Array, order: int, g: Array | None) -> Array:
+    """The formula over the whole array: in cache-sized blocks, on two threads for large NumPy arrays."""
+    xp = array_module(x)
+    out = xp.empty(x.shape, x.dtype)
+    if is_cupy(x) or x.size <= 4 * _BLOCK:
+        _silu_formula(x, order, g, out)
+        return out
+    xf, of = np.ascontiguousarray(x).reshape(-1), out.reshape(-1)
+    gf = None if g is None else np.ascontiguousarray(np.broadcast_to(g, x.shape)).reshape(-1)
+    starts = range(0, xf.size, _BLOCK)
+
+    def run(part: range) -> None:
+        for s in part:
+            e = min(s + _BLOCK, xf.size)
+            _silu_formula(xf[s:e], order, None if gf is None else gf[s:e], of[s:e])
+
+    from cartesian_irreps.runtime.fused import _executor, default_threads
+
+    n = min(default_threads(), 8)
+    if n > 1:
+        parts = [starts[i::n] for i in range(n)]
+        futures = [_executor(n - 1).submit(run, p) for p in parts[1:]]
+        run(parts[0])
+        for f in futures:
+            f.result()
+    else:
+        run(starts)
+    return out
+
+
 class SiluDerivative(Function):
-    """``y = silu^(n)(x)``, the n-th derivative of ``silu(x) = x σ(x)`` (n = 0..3), in one pass.
+    """``y = silu^(n)(x)``, the n-th derivative of ``silu(x) = x σ(x)`` (n = 0..3), in one fused op.
 
     With ``s = σ(x)``: first derivative ``s (1 + x (1 - s))``, second ``s (1 - s) (2 + x (1 - 2s))``,
-    third ``s (1 - s) (3 (1 - 2s) + x (1 - 6s + 6s^2))``;  ``x̄ = g silu^(n+1)(x)``. Energies need
-    n = 0, forces n = 1 and training on forces n = 2, so n = 3 closes every use here.
+    third ``s (1 - s) (3 (1 - 2s) + x (1 - 6s + 6s^2))``;  ``x̄ = silu_grad(g, x, n + 1)``.
+    Large arrays are processed in cache-sized blocks on two threads (NumPy releases the GIL).
     """
 
     MAX_ORDER = 3
 
     @staticmethod
-    def forward(ctx: Context, x: Array, *, order: int, sigma: Array | None = None) -> Array:
-        xp = array_module(x)
-        s = sigma
-        if s is None:  # sigma(x) = (1 + tanh(x/2)) / 2, no overflow; computed once per chain of orders
-            s = xp.multiply(x, 0.5, out=xp.empty(x.shape, x.dtype))
-            xp.tanh(s, out=s)
-            s *= 0.5
-            s += 0.5
-        ctx.order, ctx.sigma = order, s
-        if order == 0:
-            return x * s
-        out = xp.subtract(1, s, out=xp.empty(x.shape, x.dtype))  # 1 - s
-        if order == 1:  # s (1 + x (1 - s))
-            out *= x
-            out += 1
-            out *= s
-            return out
-        q = s * out  # s (1 - s)
-        if order == 2:  # q (2 + x (1 - 2s))
-            out -= s
-            out *= x
-            out += 2
-            out *= q
-            return out
-        t = s * s  # q (3 (1 - 2s) + x (1 - 6s + 6s^2))
-        t -= s
-        t *= 6
-        t += 1
-        t *= x
-        out -= s
-        out *= 3
-        out += t
-        out *= q
-        return out
+    def forward(ctx: Context, x: Array, *, order: int) -> Array:
+        ctx.order = order
+        return _silu_apply(x, order, None)
 
     @staticmethod
     def vjp(ctx: Context, g: Tensor, x: Tensor) -> tuple[Tensor | None, ...]:
         if ctx.order >= SiluDerivative.MAX_ORDER:
             raise NotImplementedError(f"silu derivatives beyond order {SiluDerivative.MAX_ORDER} are not implemented")
-        return (mul(g, SiluDerivative.apply(x, order=ctx.order + 1, sigma=ctx.sigma)),)
+        return (SiluGrad.apply(g, x, order=ctx.order + 1),)
+
+
+class SiluGrad(Function):
+    """``y = g ⊙ silu^(n)(x)`` in one pass (n = 1..3): the VJP of silu and of its derivatives.
+
+    ``ḡ = silu_grad(h, x, n)`` and ``x̄ = silu_grad(h ⊙ g, x, n + 1)``, so the family is closed.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, g: Array, x: Array, *, order: int) -> Array:
+        ctx.order = order
+        return _silu_apply(x, order, g)
+
+    @staticmethod
+    def vjp(ctx: Context, h: Tensor, g: Tensor, x: Tensor) -> tuple[Tensor | None, ...]:
+        gg = SiluGrad.apply(h, x, order=ctx.order) if ctx.needs_input_grad[0] else None
+        gx = None
+        if ctx.needs_input_grad[1]:
+            if ctx.order >= SiluDerivative.MAX_ORDER:
+                raise NotImplementedError(f"silu derivatives beyond order {SiluDerivative.MAX_ORDER} are not implemented")
+            gx = SiluGrad.apply(mul(h, g), x, order=ctx.order + 1)
+        return (gg, gx)
 
 
 def silu(x: Tensor) -> Tensor:
