@@ -11,11 +11,14 @@ that are not in ``train_300K.xyz`` (31 of its 500 are, which leaves 469). The fi
 so the test errors are for the whole set; no energy profile unless ``--profile-dihedral k`` is given (the
 structures are MD snapshots, not a dihedral scan).
 
-Defaults follow the paper's molecule settings (docs: /work/shared/method.md) where a 2-core CPU can
-afford them: 2 layers, r_c = 5 Å, L = 3, hidden L = 2, ν = 3, 8 Bessel functions, radial MLP 64-64-64,
-E : F = 1 : 10, Adam (AMSGrad) lr 0.01, weight decay 5e-7, EMA 0.99, lr × 0.8 after 50 epochs without
-validation gain, batch 5, float64, at most 2000 epochs within ``--budget-minutes`` (default 120) of
-training. ``--channels`` defaults to 16 (measured timings: benchmarks/results/README or the report).
+Defaults follow the paper's molecule settings (/work/shared/method.md) where a 2-core CPU can afford
+them: 2 layers, r_c = 5 Å, hidden L = 2, ν = 3, 8 Bessel functions, radial MLP 64-64-64, E : F = 1 : 10,
+Adam (AMSGrad) lr 0.01, weight decay 5e-7, EMA 0.99, lr × 0.8 after 50 epochs without validation gain,
+batch 5, float64, at most 2000 epochs within ``--budget-minutes`` (default 120) of training. Not the
+paper's: 32 channels (not recorded there) and L = 2 instead of 3, chosen for a 2-hour run on 2 cores:
+L = 3 costs 3-4x per epoch (acetylacetone: 32 channels, hidden L 2, 20 s/epoch at L = 2, 67 s at L = 3),
+i.e. ~110 instead of ~360 epochs; ``--lmax 3`` gives the paper's model (see the timings in
+``_molecule_benchmark.DEFAULTS``).
 
 Outputs in ``--output-dir`` (default ``benchmarks/results/<molecule>/``): ``run/`` (checkpoint.npz,
 best.npz, log.csv, learning_curve.png, train_config.json), ``test_metrics.json``,
