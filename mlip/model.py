@@ -151,8 +151,8 @@ class LayerPlan:
     # product basis: nodes of the product tree and the paths feeding each output key
     nodes: tuple[tuple[int, Key, int, Key, tuple[int, int, int]], ...] = ()  # (id, key, parent id, A key, triple)
     basis: dict[Key, tuple[int, ...]] = field(default_factory=dict, hash=False)  # out key -> node ids
-    # symmetric monomials of the stacked A (see _product_tables): for levels 2..nu the one-hot
-    # matrices picking each monomial's lower-order factor (T_{nu-1}, T_nu) and its last factor (D, T_nu)
+    # symmetric monomials of the stacked A (see _product_tables): for levels 2..nu the index of each
+    # monomial's lower-order factor (in level nu-1) and of its last factor (in A), both (T_nu,)
     mono_select: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
     # out key -> (T, P * (2l+1)) float64: every path's coupling chain folded onto the monomials
     basis_matrix: dict[Key, np.ndarray] = field(default_factory=dict, hash=False)
@@ -264,9 +264,8 @@ def _product_tables(
     """Fold every product-basis path onto symmetric monomials of the stacked A.
 
     With ``a`` (D,) the A keys stacked, the order-nu monomials are ``a_i1 ... a_inu`` for sorted
-    ``i1 <= ... <= inu``; level nu is ``(mono_{nu-1} @ S_parent) * (a @ S_last)`` with the one-hot
-    matrices ``select[nu-2]`` (two small matrix products instead of a gather, so that every
-    derivative is again a matrix product). A path of order nu is a multilinear map ``U[m, i1..inu]`` (the chain of its
+    ``i1 <= ... <= inu``; level nu is ``mono_{nu-1}[..., parent] * a[..., last]`` with the index
+    arrays ``select[nu-2]`` (gathers along the last axis; their gradients are sort-based scatters). A path of order nu is a multilinear map ``U[m, i1..inu]`` (the chain of its
     couplings); summing U over the permutations of each sorted tuple gives its coefficients on the
     monomials, so ``Pi_path[m] = sum_t M[t, path, m] mono[t]`` exactly.
     """
@@ -285,11 +284,7 @@ def _product_tables(
                 parent.append(t_idx)
                 last.append(c)
         tuples.append(nxt)
-        s_parent = np.zeros((len(prev), len(nxt)))
-        s_parent[parent, np.arange(len(nxt))] = 1.0
-        s_last = np.zeros((D, len(nxt)))
-        s_last[last, np.arange(len(nxt))] = 1.0
-        select.append((s_parent, s_last))
+        select.append((np.array(parent, dtype=np.intp), np.array(last, dtype=np.intp)))
     level_offset = np.cumsum([0] + [len(t) for t in tuples])
     position = [{t: i for i, t in enumerate(level)} for level in tuples]
     fold = {}  # level nu -> (D**nu,) index of the sorted tuple of every full index
@@ -468,9 +463,8 @@ class Potential:
             # product basis: symmetric monomials of the stacked A, then one matrix product per key
             a_st = A[lp.a_keys[0]] if len(lp.a_keys) == 1 else ad.concatenate([A[k] for k in lp.a_keys], axis=2)
             monos, cur = [a_st], a_st
-            for s_parent, s_last in lp.mono_select:
-                lower = ad.einsum("nkt,ts->nks", cur, ad.constant(_device_matrix(s_parent, vectors.dtype, xp)))
-                cur = lower * ad.einsum("nka,as->nks", a_st, ad.constant(_device_matrix(s_last, vectors.dtype, xp)))
+            for parent, last in lp.mono_select:
+                cur = ad.take_last(cur, xp.asarray(parent)) * ad.take_last(a_st, xp.asarray(last))
                 monos.append(cur)
             mono = monos[0] if len(monos) == 1 else ad.concatenate(monos, axis=2)
             h_new: dict[Key, Tensor] = {}

@@ -103,6 +103,8 @@ def tune(lmax: int, progress: Callable[[int, int, str], None] | None = None) -> 
         u, v = _inputs(kind, cp.dims, ROWS, rng)
         path = list(einsum_path(kind, t))
         for s in contractions.STRATEGIES[kind]:
+            if s == "diagonal" and cp.diagonal is None:
+                continue  # not applicable to this coupling
             secs = _best_time(lambda s=s: contractions.contract(kind, s, cp, u, v, np, path))
             timings[f"{kind}:{t[0]},{t[1]},{t[2]}:{s}"] = float(f"{secs:.3g}")
         if progress:
@@ -152,16 +154,17 @@ def choose(kind: str, triple: tuple[int, int, int], timings: dict[str, float]) -
     """``(strategy, reason)`` for one contraction: fastest measured, else lowest FLOP count."""
     flops = flop_table(kind, triple)
     key = f"{kind}:{triple[0]},{triple[1]},{triple[2]}"
-    measured = {s: timings[f"{key}:{s}"] for s in contractions.STRATEGIES[kind] if f"{key}:{s}" in timings}
-    fl = ", ".join(f"{s} {flops[s]}" for s in contractions.STRATEGIES[kind])
+    applicable = [s for s in contractions.STRATEGIES[kind] if flops[s] < contractions.NOT_APPLICABLE]
+    measured = {s: timings[f"{key}:{s}"] for s in applicable if f"{key}:{s}" in timings}
+    fl = ", ".join(f"{s} {flops[s]}" for s in applicable)
     if measured:
         best = min(measured, key=lambda s: (measured[s], s))
         others = ", ".join(f"{s} {_fmt_ms(v)}" for s, v in sorted(measured.items()) if s != best)
-        untimed = [s for s in contractions.STRATEGIES[kind] if s not in measured]
+        untimed = [s for s in applicable if s not in measured]
         note = f"; not timed: {', '.join(untimed)}" if untimed else ""
         fastest = f"fastest measured {_fmt_ms(measured[best])} ({others}){note}"
         return best, f"{fastest}; FLOPs/row: {fl}; floor {flops['floor']}"
-    best = min(contractions.STRATEGIES[kind], key=lambda s: (flops[s], s))
+    best = min(applicable, key=lambda s: (flops[s], s))
     return best, f"not timed: lowest FLOP count; FLOPs/row: {fl}; floor {flops['floor']}"
 
 

@@ -18,7 +18,10 @@ fastest per triple in :mod:`cartesian_irreps.generated.plans`:
   batched matrix product over channels;
 * ``matmul_gemm``: (reduce) batched ``u^T v`` over channels, then one GEMM with ``C``;
 * ``sparse``: gather the inputs at the non-zeros of C, multiply, and sum into the outputs with a
-  (nnz, K) matrix product.
+  (nnz, K) matrix product;
+* ``diagonal``: when one slot has rank 0, C is a multiple of the identity between the other two:
+  the product is a scaling (``alpha u_0 v``) or a dot product (``alpha sum_a u_a v_a``), one
+  elementwise pass. Only applicable to those couplings (``CouplingArrays.diagonal``).
 
 Large batches are processed in chunks so that intermediates stay small (about ``CHUNK_BYTES``).
 """
@@ -35,12 +38,13 @@ from .tables import CouplingArrays
 
 KINDS = ("pair", "shared", "reduce")
 STRATEGIES = {
-    "pair": ("einsum", "einsum_direct", "outer_gemm", "sparse"),
-    "shared": ("einsum", "einsum_direct", "fold", "outer_gemm", "sparse"),
-    "reduce": ("einsum", "einsum_direct", "matmul_gemm", "sparse"),
+    "pair": ("einsum", "einsum_direct", "outer_gemm", "sparse", "diagonal"),
+    "shared": ("einsum", "einsum_direct", "fold", "outer_gemm", "sparse", "diagonal"),
+    "reduce": ("einsum", "einsum_direct", "matmul_gemm", "sparse", "diagonal"),
 }
 EQUATIONS = {"pair": "abk,nca,ncb->nck", "shared": "abk,nca,nb->nck", "reduce": "abk,nca,ncb->nk"}
 CHUNK_BYTES = 8 * 2**20
+NOT_APPLICABLE = 10**15  # FLOP count reported for a strategy that does not apply to a coupling
 
 
 def _backend(xp: ModuleType) -> str:
@@ -55,6 +59,26 @@ def _pair_einsum(cp: CouplingArrays, u, v, xp, path):
 def _direct(kind: str) -> Callable:
     def run(cp: CouplingArrays, u, v, xp, path):
         return xp.einsum(EQUATIONS[kind], cp.dense, u, v)
+
+    return run
+
+
+def _diagonal(kind: str) -> Callable:
+    """Rank-0 slot: ``alpha * u[..., :1] * v`` or ``alpha * u * v[..., :1]`` or ``alpha * sum(u * v)``."""
+
+    def run(cp: CouplingArrays, u, v, xp, path):
+        if cp.diagonal is None:
+            raise ValueError(f"the 'diagonal' strategy does not apply to coupling {cp.key}")
+        slot, alpha = cp.diagonal
+        if kind == "shared":
+            v = v[:, None, :]
+        if kind == "reduce":
+            if slot == 2:
+                return xp.einsum("nca,nca->n", u, v)[:, None] * alpha
+            return (u * v).sum(axis=1) * alpha  # one factor has size 1 and broadcasts
+        if slot == 2:
+            return xp.einsum("nca,nca->nc", u, v)[..., None] * alpha
+        return u * v * alpha  # the rank-0 factor (size 1) broadcasts over the other
 
     return run
 
@@ -112,6 +136,9 @@ IMPLEMENTATIONS: dict[tuple[str, str], Callable] = {
     ("pair", "einsum"): _pair_einsum,
     ("pair", "einsum_direct"): _direct("pair"),
     ("pair", "outer_gemm"): _pair_outer,
+    ("pair", "diagonal"): _diagonal("pair"),
+    ("shared", "diagonal"): _diagonal("shared"),
+    ("reduce", "diagonal"): _diagonal("reduce"),
     ("pair", "sparse"): _pair_sparse,
     ("shared", "einsum"): _shared_einsum,
     ("shared", "einsum_direct"): _direct("shared"),
@@ -136,6 +163,8 @@ def intermediate_per_row(strategy: str, dims: tuple[int, int, int], nnz: int, ch
         return na * nk + channels * nk
     if strategy == "matmul_gemm":
         return na * nb
+    if strategy == "diagonal":  # one elementwise pass: no need to chunk
+        return 1
     return channels * max(na * nb, nb * nk, na * nk)
 
 
@@ -151,6 +180,8 @@ def flops(kind: str, strategy: str, dims: tuple[int, int, int], nnz: int, channe
         return 2 * nb * na * nk + 2 * c * na * nk
     if strategy == "matmul_gemm":
         return 2 * c * na * nb + 2 * na * nb * nk
+    if strategy == "diagonal":  # applicable only to rank-0 slots (see CouplingArrays.diagonal)
+        return 2 * c * max(na, nb, nk) if 1 in dims else NOT_APPLICABLE
     if strategy == "einsum_direct":  # one loop over every (a, b, k) for every row and channel
         return 2 * c * na * nb * nk + (c * na * nb if kind != "shared" else 0)
     # einsum: opt_einsum's own cost model for one row along its optimal path

@@ -93,12 +93,12 @@ def _flat(a: Any, batch: tuple[int, ...], channel: bool, width: int) -> Any:
 
 
 def _to_compact(a: Any, l: int, xp: ModuleType) -> Any:
-    """Full (..., 3^l) -> compact (..., 2l+1) for ICTs: ``a @ U^T``."""
-    return a @ tables.to_compact_matrix(l, a.dtype, xp)
+    """Full (..., 3^l) -> compact (..., 2l+1) for ICTs: ``a @ U^T`` (U is the identity for l <= 1)."""
+    return a if l <= 1 else a @ tables.to_compact_matrix(l, a.dtype, xp)
 
 
 def _to_full(a: Any, l: int, xp: ModuleType) -> Any:
-    return a @ tables.to_full_matrix(l, a.dtype, xp)
+    return a if l <= 1 else a @ tables.to_full_matrix(l, a.dtype, xp)
 
 
 def _run(kind, perm, triple, normalization, u, v, xp, strategy):

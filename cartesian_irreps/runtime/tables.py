@@ -50,6 +50,9 @@ class CouplingArrays:
     sp_a: object
     sp_b: object
     sp_sel: object
+    #: (slot of size 1, alpha) when C is alpha times an identity between the other two slots (a rank-0
+    #: slot: scaling or a dot product), else None
+    diagonal: tuple[int, float] | None = None
 
     @property
     def nnz(self) -> int:
@@ -105,7 +108,16 @@ def _coupling_arrays(
         a = np.ascontiguousarray(a.astype(cast) if a.dtype.kind == "f" else a)
         return xp.asarray(a)
 
+    diagonal = None
+    for slot in range(3):
+        others = [d for i, d in enumerate(dims) if i != slot]
+        if dims[slot] == 1 and others[0] == others[1]:
+            eye = np.eye(others[0]) * float(vals[0])
+            if np.allclose(np.moveaxis(dense, slot, 0)[0], eye, rtol=0, atol=1e-15):
+                diagonal = (slot, float(vals[0]))
+                break
     return CouplingArrays(
+        diagonal=diagonal,
         key=(l1, l2, l3, normalization, perm),
         dims=dims,
         dense=dev(dense),

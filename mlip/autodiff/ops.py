@@ -431,7 +431,7 @@ class SiluGrad(Function):
         gx = None
         if ctx.needs_input_grad[1]:
             if ctx.order >= SiluDerivative.MAX_ORDER:
-                raise NotImplementedError(f"silu derivatives beyond order {SiluDerivative.MAX_ORDER} are not implemented")
+                raise NotImplementedError(f"silu derivatives beyond order {SiluDerivative.MAX_ORDER} are not available")
             gx = SiluGrad.apply(mul(h, g), x, order=ctx.order + 1)
         return (gg, gx)
 
@@ -843,42 +843,58 @@ def index_add(x: Tensor, key: Any, shape: Sequence[int]) -> Tensor:
 
 
 class TakeLast(Function):
-    """Gather along the last axis with unique indices: ``y[..., t] = x[..., idx[t]]``;
-    ``x̄ = put_last(g, idx, x.shape[-1])`` (indices unique, so the scatter is an assignment)."""
+    """Gather along the last axis: ``y[..., t] = x[..., idx[t]]`` (indices may repeat);
+    ``x̄ = put_last(g, idx, x.shape[-1])``, the scatter-add along the last axis."""
 
     @staticmethod
-    def forward(ctx: Context, x: Array, *, idx: Array) -> Array:
-        ctx.idx = idx
+    def forward(ctx: Context, x: Array, *, idx: Array, plan: tuple) -> Array:
+        ctx.idx, ctx.plan = idx, plan
         return array_module(x).take(x, idx, axis=-1)
 
     @staticmethod
     def vjp(ctx: Context, g: Tensor, x: Tensor) -> tuple[Tensor | None, ...]:
-        return (PutLast.apply(g, idx=ctx.idx, size=x.shape[-1]),)
+        return (PutLast.apply(g, idx=ctx.idx, plan=ctx.plan, size=x.shape[-1]),)
 
 
 class PutLast(Function):
-    """``y = zeros(..., size); y[..., idx] = x`` (unique idx);  ``x̄ = take_last(g, idx)``."""
+    """Scatter-add along the last axis: ``y = zeros(..., size); y[..., idx[t]] += x[..., t]``;
+    ``x̄ = take_last(g, idx)``. On the CPU: one stable reordering, then ``add.reduceat`` over runs."""
 
     @staticmethod
-    def forward(ctx: Context, x: Array, *, idx: Array, size: int) -> Array:
-        ctx.idx = idx
-        out = array_module(x).zeros((*x.shape[:-1], size), dtype=x.dtype)
-        out[..., idx] = x
+    def forward(ctx: Context, x: Array, *, idx: Array, plan: tuple, size: int) -> Array:
+        ctx.idx, ctx.plan = idx, plan
+        xp = array_module(x)
+        out = xp.zeros((*x.shape[:-1], size), dtype=x.dtype)
+        if x.shape[-1] == 0:
+            return out
+        order, starts, targets = plan
+        if is_cupy(x):
+            xp.add.at(out, (..., idx), x)  # pragma: no cover - GPU only
+            return out
+        xs = x if order is None else np.take(x, order, axis=-1)
+        out[..., targets] = np.add.reduceat(xs, starts, axis=-1)
         return out
 
     @staticmethod
     def vjp(ctx: Context, g: Tensor, x: Tensor) -> tuple[Tensor | None, ...]:
-        return (TakeLast.apply(g, idx=ctx.idx),)
+        return (TakeLast.apply(g, idx=ctx.idx, plan=ctx.plan),)
+
+
+def _last_axis_plan(idx: np.ndarray) -> tuple:
+    """(order or None, run starts, target columns) for the sort-based scatter-add of :class:`PutLast`."""
+    host = np.asarray(idx.get() if hasattr(idx, "get") else idx)
+    order = None if host.size < 2 or bool((host[1:] >= host[:-1]).all()) else np.argsort(host, kind="stable")
+    sorted_idx = host if order is None else host[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1]))) if host.size else host
+    return order, starts, sorted_idx[starts] if host.size else host
 
 
 def take_last(x: Tensor, idx: Any) -> Tensor:
-    """``x[..., idx]`` for a constant 1-D array of *distinct* integer indices (checked)."""
+    """``x[..., idx]`` for a constant 1-D integer array (repeats allowed; their gradients add up)."""
     idx = _index_array(idx, x.data, "take_last")
     if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= x.shape[-1]):
         raise IndexError(f"take_last: indices must lie in [0, {x.shape[-1]})")
-    if len(array_module(idx).unique(idx)) != len(idx):
-        raise ValueError("take_last: indices must be distinct")
-    return TakeLast.apply(x, idx=idx)
+    return TakeLast.apply(x, idx=idx, plan=_last_axis_plan(idx))
 
 
 class Concatenate(Function):

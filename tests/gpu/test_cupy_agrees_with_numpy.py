@@ -39,6 +39,8 @@ def test_products_and_vjps_every_strategy(dtype, shared):
         g = rng.standard_normal((7, 4, 2 * l3 + 1)).astype(dtype)
         kind = "pair" if shared is None else "shared"
         for s in STRATEGIES[kind]:
+            if s == "diagonal" and 0 not in t:
+                continue
             ref = tensor_product(x, y, *t, shared=shared, strategy=s)
             assert close(tensor_product(cp.asarray(x), cp.asarray(y), *t, shared=shared, strategy=s), ref, dtype)
         ref = tensor_product_vjp(g, x, y, *t, shared=shared)

@@ -87,12 +87,15 @@ def test_all_strategies_agree(triple, shared, channels, dtype, seed):
     x, y, g = _draw(triple, shared, (3,), channels, dtype, seed)
     kind = "pair" if shared is None else "shared"
     ref = tensor_product(x, y, *triple, shared=shared, strategy="einsum")
+    applicable = {s for s in contractions.STRATEGIES["pair"] if s != "diagonal" or 0 in triple}
     for s in contractions.STRATEGIES[kind]:
+        if s not in applicable:
+            continue
         assert rel_err(tensor_product(x, y, *triple, shared=shared, strategy=s), ref) < 10 * RTOL[dtype]
     ref_v = tensor_product_vjp(g, x, y, *triple, shared=shared, strategy="einsum")
     kinds = {"pair": ("pair", "pair"), "shared": ("shared", "reduce")}[kind]
-    for sx in contractions.STRATEGIES[kinds[0]]:
-        for sy in contractions.STRATEGIES[kinds[1]]:
+    for sx in (s for s in contractions.STRATEGIES[kinds[0]] if s in applicable):
+        for sy in (s for s in contractions.STRATEGIES[kinds[1]] if s in applicable):
             if shared == "x":
                 gx = tensor_product_vjp(g, x, y, *triple, shared=shared, wrt=("x",), strategy=sy)[0]
                 gy = tensor_product_vjp(g, x, y, *triple, shared=shared, wrt=("y",), strategy=sx)[0]
@@ -218,3 +221,21 @@ def test_inputs_are_not_modified_and_no_global_state():
     tensor_product_vjp(rng.standard_normal((5, 2, 3)), x, y, 3, 2, 1, shared="y")
     assert (x == xc).all() and (y == yc).all()
     assert (np.random.get_state()[1] == state).all()  # noqa: NPY002
+
+
+@pytest.mark.parametrize("t", [t for t in triples(3) if 0 in t])
+@pytest.mark.parametrize("shared", [None, "x", "y"])
+def test_diagonal_strategy_for_rank_zero_slots(t, shared):
+    """Every product with a rank-0 slot, and its VJPs, by a single elementwise pass."""
+    x, y, g = _draw(t, shared, (4,), 3, np.float64, 11)
+    ref = tensor_product(x, y, *t, shared=shared, strategy="einsum")
+    assert rel_err(tensor_product(x, y, *t, shared=shared, strategy="diagonal"), ref) < 1e-14
+    for a, b in zip(
+        tensor_product_vjp(g, x, y, *t, shared=shared, strategy="diagonal"),
+        tensor_product_vjp(g, x, y, *t, shared=shared, strategy="einsum"),
+    ):
+        assert rel_err(a, b) < 1e-14
+    with pytest.raises(ValueError, match="does not apply"):
+        tensor_product(
+            *_draw((1, 1, 2), shared, (2,), 2, np.float64, 1)[:2], 1, 1, 2, shared=shared, strategy="diagonal"
+        )
