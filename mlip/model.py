@@ -265,7 +265,8 @@ def _product_tables(
 
     With ``a`` (D,) the A keys stacked, the order-nu monomials are ``a_i1 ... a_inu`` for sorted
     ``i1 <= ... <= inu``; level nu is ``mono_{nu-1}[..., parent] * a[..., last]`` with the index
-    arrays ``select[nu-2]`` (gathers along the last axis; their gradients are sort-based scatters). A path of order nu is a multilinear map ``U[m, i1..inu]`` (the chain of its
+    arrays ``select[nu-2]`` (gathers along the last axis; their gradients are sort-based scatters).
+    A path of order nu is a multilinear map ``U[m, i1..inu]`` (the chain of its
     couplings); summing U over the permutations of each sorted tuple gives its coefficients on the
     monomials, so ``Pi_path[m] = sum_t M[t, path, m] mono[t]`` exactly.
     """
