@@ -1,4 +1,4 @@
-"""Build the optional compiled kernel ``cartesian_irreps._fused``.
+"""Build the optional compiled kernels ``cartesian_irreps._fused`` and ``cartesian_irreps._monomials``.
 
 All project metadata lives in ``pyproject.toml``; this file only declares the C
 extension.  It is ``optional``: without a working C compiler the pure-Python
@@ -58,7 +58,12 @@ setup(
             "cartesian_irreps._fused",
             sources=["cartesian_irreps/_kernels/fused.c"],
             optional=True,
-        )
+        ),
+        Extension(
+            "cartesian_irreps._monomials",
+            sources=["cartesian_irreps/_kernels/monomials.c"],
+            optional=True,
+        ),
     ],
     cmdclass={"build_ext": BuildExt},
 )

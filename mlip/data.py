@@ -317,6 +317,47 @@ def edge_vectors(positions: Array, cell: Array, batch: Batch) -> Array:
     return positions[batch.senders] - positions[batch.receivers] + offsets
 
 
+def reverse_edge_pairs(senders: Any, receivers: Any, unit_shifts: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Group each edge with its reverse: ``(members (R, 2), group (E,))``, int64 NumPy.
+
+    Edge ``(j -> i, S)`` and edge ``(i -> j, -S)`` have opposite vectors, hence the same length, so
+    anything that depends on the length alone (radial basis, radial MLP) needs computing once per
+    pair: ``f(r) == f(r[members[:, 0]])[group]``, with ``R ~ E / 2`` for a full neighbour list.
+    ``members[k]`` are the two edges of pair ``k`` (the first one first; ``members[:, 0]`` is sorted),
+    ``members[k, 1] == -1`` when an edge has no reverse (a hand-made graph): it is its own group, so
+    the grouping is exact for any edge list.
+    """
+    s = np.asarray(senders.get() if hasattr(senders, "get") else senders, dtype=np.int64)
+    r = np.asarray(receivers.get() if hasattr(receivers, "get") else receivers, dtype=np.int64)
+    sh = np.asarray(unit_shifts.get() if hasattr(unit_shifts, "get") else unit_shifts, dtype=np.int64)
+    sh = sh.reshape(len(s), 3)
+    # canonical key of the unordered pair: (lo, hi, shift seen from lo); for i == j the shift up to sign
+    flip = (s == r) & ((sh[:, 0] < 0) | ((sh[:, 0] == 0) & ((sh[:, 1] < 0) | ((sh[:, 1] == 0) & (sh[:, 2] < 0)))))
+    swap = (s > r) | flip
+    lo, hi = np.where(swap, r, s), np.where(swap, s, r)
+    ksh = np.where(swap[:, None], -sh, sh)
+    n = int(max(lo.max(initial=0), hi.max(initial=0))) + 1
+    base = 2 * int(np.abs(ksh).max(initial=0)) + 1
+    if float(n) * n * base**3 < 2.0**62:  # one int64 key per edge (fast 1-D unique)
+        code = (ksh[:, 0] * base + ksh[:, 1]) * base + ksh[:, 2] + (base**3 - 1) // 2
+        keys = (lo * n + hi) * base**3 + code
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    else:
+        keys = np.stack([lo, hi, ksh[:, 0], ksh[:, 1], ksh[:, 2]], axis=1)
+        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    group = rank[inverse.reshape(-1)].astype(np.int64)
+    members = np.full((len(order), 2), -1, dtype=np.int64)
+    members[:, 0] = first[order]
+    rest = np.ones(len(s), dtype=bool)
+    rest[members[:, 0]] = False
+    others = np.flatnonzero(rest)
+    members[group[others], 1] = others
+    return members, group
+
+
 def _check_cell(cell: np.ndarray, pbc: np.ndarray, k: int) -> None:
     """Periodic lattice vectors must be non-zero and linearly independent."""
     if not pbc.any():

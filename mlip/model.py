@@ -43,11 +43,16 @@ import numpy as np
 
 from cartesian_irreps._validate import parity_of
 from cartesian_irreps.runtime import tables
+from cartesian_irreps.runtime.backend import is_cupy
 from cartesian_irreps.runtime.fused import GraphIndex, PathTable
+from cartesian_irreps.runtime.monomials import table_from_levels
 
 from . import autodiff as ad
 from .autodiff import Tensor
+from .data import reverse_edge_pairs
 from .equivariant import edge_harmonics, graph_message_product
+from .monomials import kernel_available as monomial_kernel_available
+from .monomials import monomials
 from .radial import SILU_SCALE, bessel_basis
 
 FORMAT = "cartesian-irreps-mlip"
@@ -410,8 +415,13 @@ class Potential:
         species = xp.asarray(batch.species)
         n_atoms = int(batch.species.shape[0])
         graph = GraphIndex.build(batch.senders, batch.receivers, n_atoms)
-        lengths = ad.sqrt(ad.sum(vectors * vectors, axis=1))
+        # the radial part depends on |r| only: computed once per {edge, reverse edge} pair
+        members, pair_of = reverse_edge_pairs(batch.senders, batch.receivers, batch.unit_shifts)
+        halved = len(members) < len(pair_of)
+        vec_rep = ad.index_select(vectors, xp.asarray(members[:, 0])) if halved else vectors
+        lengths = ad.sqrt(ad.sum(vec_rep * vec_rep, axis=1))
         radial = bessel_basis(lengths, cfg.cutoff, cfg.num_bessel, cfg.envelope_p)
+        members, pair_of = xp.asarray(members), xp.asarray(pair_of)
         harm = edge_harmonics(vectors, cfg.lmax)
         h: dict[Key, Tensor] = {(0, 1): ad.reshape(ad.index_select(P("embed"), species), (n_atoms, K, 1))}
         energy = None
@@ -429,17 +439,27 @@ class Potential:
             # (constant scales folded into the small weight matrices, not the (E, width) activations)
             x = radial
             n_lin = len(cfg.radial_hidden) + 1
-            for i in range(n_lin):
+            for i in range(n_lin - 1):
                 w = P(f"{pre}.radial.{i}")
                 scale = (SILU_SCALE if i > 0 else 1.0) / math.sqrt(w.shape[0])
-                x = ad.matmul(x, w * scale)
-                if i < n_lin - 1:
-                    x = ad.silu(x)
-            weights = ad.reshape(x, (-1, K, lp.num_message_paths))
+                x = ad.silu(ad.matmul(x, w * scale))
+            # last layer: one matrix product per parity group, so each group's (E, K, P_g) weights
+            # come out contiguous; then from pairs back to edges
+            w_last = P(f"{pre}.radial.{n_lin - 1}")
+            w_last = ad.reshape(w_last * (SILU_SCALE / math.sqrt(w_last.shape[0])), (-1, K, lp.num_message_paths))
+            group_weights = []
+            offset = 0
+            for _, _, paths in lp.message:
+                n_g = len(paths)
+                w_g = w_last if len(lp.message) == 1 else w_last[:, :, offset : offset + n_g]
+                offset += n_g
+                x_g = ad.matmul(x, ad.reshape(w_g, (-1, K * n_g)))
+                if halved:
+                    x_g = ad.pair_gather(x_g, pair_of, members)
+                group_weights.append(ad.reshape(x_g, (-1, K, n_g)))
             # messages, per input parity group
             blocks: dict[Key, list[Tensor]] = {k: [] for k in lp.a_keys}
-            offset = 0
-            for s1, table, paths in lp.message:
+            for (s1, table, paths), w_g in zip(lp.message, group_weights):
                 keys_s = sorted((k for k in lp.in_keys if k[1] == s1), key=lambda k: k[0])
                 lmax_in = keys_s[-1][0]
                 parts = []
@@ -448,9 +468,6 @@ class Potential:
                         up[(l, s1)] if (l, s1) in up else ad.constant(xp.zeros((n_atoms, K, 2 * l + 1), vectors.dtype))
                     )
                 stacked = parts[0] if len(parts) == 1 else ad.concatenate(parts, axis=2)
-                whole = len(lp.message) == 1
-                w_g = weights if whole else weights[:, :, offset : offset + len(paths)]
-                offset += len(paths)
                 agg = graph_message_product(table, graph, stacked, harm, w_g) * (1.0 / cfg.avg_num_neighbors)
                 for i, path in enumerate(paths):
                     sl = table.z_slices[i]
@@ -463,16 +480,23 @@ class Potential:
                 A[k] = ad.einsum("nkpm,kpq->nqm", stacked, wmix) * (1.0 / math.sqrt(K * len(parts)))
             # product basis: symmetric monomials of the stacked A, then one matrix product per key
             a_st = A[lp.a_keys[0]] if len(lp.a_keys) == 1 else ad.concatenate([A[k] for k in lp.a_keys], axis=2)
-            monos, cur = [a_st], a_st
-            for parent, last in lp.mono_select:
-                cur = ad.take_last(cur, xp.asarray(parent)) * ad.take_last(a_st, xp.asarray(last))
-                monos.append(cur)
-            mono = monos[0] if len(monos) == 1 else ad.concatenate(monos, axis=2)
+            if not lp.mono_select:
+                mono = a_st
+            elif monomial_kernel_available() and not is_cupy(a_st.data):
+                # one compiled pass (and one per derivative) instead of per-degree gathers
+                mono = monomials(a_st, table_from_levels(a_st.shape[-1], list(lp.mono_select)))
+            else:
+                monos, cur = [a_st], a_st
+                for parent, last in lp.mono_select:
+                    cur = ad.take_last(cur, xp.asarray(parent)) * ad.take_last(a_st, xp.asarray(last))
+                    monos.append(cur)
+                mono = ad.concatenate(monos, axis=2)
             h_new: dict[Key, Tensor] = {}
             for k in lp.out_keys:
                 n_paths, m = len(lp.basis[k]), 2 * k[0] + 1
                 mat = ad.constant(_device_matrix(lp.basis_matrix[k], vectors.dtype, xp))
-                paths_out = ad.reshape(ad.einsum("nkt,tq->nkq", mono, mat), (n_atoms, K, n_paths, m))
+                flat = ad.matmul(ad.reshape(mono, (n_atoms * K, -1)), mat)
+                paths_out = ad.reshape(flat, (n_atoms, K, n_paths, m))
                 wprod = ad.index_select(P(f"{pre}.product.{_kname(k)}"), species)  # (N, K, n)
                 b = ad.einsum("nkpm,nkp->nkm", paths_out, wprod)
                 out = ad.einsum("nkm,kq->nqm", b, P(f"{pre}.linear.{_kname(k)}")) * inv_k

@@ -37,6 +37,7 @@ __all__ = [
     "mean",
     "mul",
     "neg",
+    "pair_gather",
     "power",
     "reshape",
     "segment_sum",
@@ -673,11 +674,39 @@ def transpose(x: Tensor, axes: Sequence[int] | None = None) -> Tensor:
     return einsum(s + "->" + "".join(s[a] for a in axes), x)
 
 
+class Gemm(Function):
+    """``y = op(a) @ op(b)`` for matrices, ``op`` the transpose where ``ta`` / ``tb`` say so.
+
+    One BLAS call with a C-contiguous result. VJP (``y = a b``): ``ā = g bᵀ``, ``b̄ = aᵀ g``, i.e.
+    other Gemm calls with transpose flags (no transposed copies are made).
+    """
+
+    @staticmethod
+    def forward(ctx: Context, a: Array, b: Array, *, ta: bool, tb: bool) -> Array:
+        ctx.ta, ctx.tb = ta, tb
+        return array_module(a).matmul(a.T if ta else a, b.T if tb else b)
+
+    @staticmethod
+    def vjp(ctx: Context, g: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor | None, ...]:
+        ta, tb = ctx.ta, ctx.tb
+        da = db = None
+        if ctx.needs_input_grad[0]:
+            da = Gemm.apply(b, g, ta=tb, tb=True) if ta else Gemm.apply(g, b, ta=False, tb=not tb)
+        if ctx.needs_input_grad[1]:
+            db = Gemm.apply(g, a, ta=True, tb=ta) if tb else Gemm.apply(a, g, ta=not ta, tb=False)
+        return da, db
+
+
 def matmul(a: Any, b: Any) -> Tensor:
-    """``a @ b`` as an einsum (batch axes must match exactly; 1-D operands as in NumPy)."""
+    """``a @ b``: one BLAS call for two matrices, else an einsum (batch axes must match exactly; 1-D
+    operands as in NumPy)."""
     a, b = _pair(a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul: operands must have at least one dimension")
+    if a.ndim == 2 and b.ndim == 2:
+        if a.shape[1] != b.shape[0]:
+            raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align")
+        return Gemm.apply(a, b, ta=False, tb=False)
     lhs, rhs = ("j", "...ij")[a.ndim > 1], ("j", "...jk")[b.ndim > 1]
     out = {(False, False): "", (False, True): "...k", (True, False): "...i", (True, True): "...ik"}
     return einsum(f"{lhs},{rhs}->{out[a.ndim > 1, b.ndim > 1]}", a, b)
@@ -777,6 +806,60 @@ def segment_sum(x: Tensor, idx: Any, num_segments: int) -> Tensor:
     if x.ndim == 0 or len(idx) != x.shape[0]:
         raise ValueError(f"segment_sum: index length {len(idx)} does not match x.shape {x.shape}")
     return SegmentSum.apply(x, idx=idx, num_segments=int(num_segments))
+
+
+def _pair_sum(g: Array, members: Array, has_second: Array | None) -> Array:
+    xp = array_module(g)
+    out = xp.take(g, members[:, 0], axis=0)
+    if has_second is None:
+        out += xp.take(g, members[:, 1], axis=0)
+    elif len(has_second):
+        out[has_second] += xp.take(g, members[has_second, 1], axis=0)
+    return out
+
+
+class PairGather(Function):
+    """``y[e] = x[group[e]]`` where every row of ``x`` is used by one or two rows of ``y``.
+
+    ``members`` (R, 2): the rows of ``y`` that read row ``k`` of ``x`` (second entry -1 when only
+    one does). The VJP, ``x̄[k] = ȳ[members[k, 0]] + ȳ[members[k, 1]]``, is :class:`PairSum`, two
+    gathers instead of a general scatter-add.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x: Array, *, group: Array, members: Array, has_second: Array | None) -> Array:
+        ctx.group, ctx.members, ctx.has_second = group, members, has_second
+        return array_module(x).take(x, group, axis=0)
+
+    @staticmethod
+    def vjp(ctx: Context, g: Tensor, x: Tensor) -> tuple[Tensor | None, ...]:
+        return (PairSum.apply(g, group=ctx.group, members=ctx.members, has_second=ctx.has_second),)
+
+
+class PairSum(Function):
+    """``y[k] = x[members[k, 0]] + x[members[k, 1]]`` (the adjoint of :class:`PairGather`)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Array, *, group: Array, members: Array, has_second: Array | None) -> Array:
+        ctx.group, ctx.members, ctx.has_second = group, members, has_second
+        return _pair_sum(x, members, has_second)
+
+    @staticmethod
+    def vjp(ctx: Context, g: Tensor, x: Tensor) -> tuple[Tensor | None, ...]:
+        return (PairGather.apply(g, group=ctx.group, members=ctx.members, has_second=ctx.has_second),)
+
+
+def pair_gather(x: Tensor, group: Any, members: Any) -> Tensor:
+    """Rows ``x[group]`` (axis 0) when each row of ``x`` is read once or twice, e.g. by an edge and its
+    reverse: ``group`` (E,) ints in ``[0, R)``, ``members`` (R, 2) the rows reading each ``x`` row (-1:
+    none), consistent with ``group``; see :func:`mlip.data.reverse_edge_pairs`."""
+    group = _index_array(group, x.data, "pair_gather")
+    members = array_module(x.data).asarray(members.data if isinstance(members, Tensor) else members)
+    if members.dtype.kind not in "iu" or members.ndim != 2 or members.shape[1] != 2 or members.shape[0] != x.shape[0]:
+        raise ValueError(f"pair_gather: members must have shape ({x.shape[0]}, 2), got {tuple(members.shape)}")
+    second = members[:, 1] >= 0
+    has_second = None if bool(second.all()) else array_module(x.data).flatnonzero(second)
+    return PairGather.apply(x, group=group, members=members, has_second=has_second)
 
 
 def _key(key: Any, like: Array) -> tuple[tuple[Any, ...], bool]:

@@ -530,3 +530,30 @@ def test_shared_isolated_atoms(path):
     batch = batch_structures(atoms, 5.0, SpeciesTable.from_structures(atoms), require_labels=["energy"])
     assert batch.num_edges == 0 and batch.energy_mask.all() and batch.forces is None
     assert len(read_structures(DATA / path, index=0)) == 1
+
+
+def test_reverse_edge_pairs_group_each_edge_with_its_reverse():
+    """Pairs share one length; members and group agree; an edge without a reverse stands alone."""
+    from ase.build import bulk
+
+    from mlip.data import edge_vectors, reverse_edge_pairs
+
+    atoms = bulk("Cu", "fcc", a=3.61)  # one atom: all edges are periodic self-images
+    atoms2 = bulk("NaCl", "rocksalt", a=5.64).repeat((2, 1, 1))
+    atoms2.rattle(0.05, seed=1)
+    for at in (atoms, atoms2):
+        table = SpeciesTable(sorted(set(at.numbers.tolist())))
+        b = batch_structures([at], 5.0, table)
+        members, group = reverse_edge_pairs(b.senders, b.receivers, b.unit_shifts)
+        assert len(members) * 2 == b.num_edges and (members >= 0).all()
+        r = np.linalg.norm(edge_vectors(b.positions, b.cell, b), axis=1)
+        np.testing.assert_array_equal(r[members[:, 0]][group], r)
+        assert (group[members[:, 0]] == np.arange(len(members))).all()
+        assert (group[members[:, 1]] == np.arange(len(members))).all()
+        np.testing.assert_array_equal(np.sort(members.ravel()), np.arange(b.num_edges))
+        # reverse edges: same atoms swapped, opposite shift
+        i, j = members[:, 0], members[:, 1]
+        assert (b.senders[i] == b.receivers[j]).all() and (b.unit_shifts[i] == -b.unit_shifts[j]).all()
+    # a hand-made graph where one edge lacks its reverse
+    members, group = reverse_edge_pairs(np.array([0, 1, 2]), np.array([1, 0, 0]), np.zeros((3, 3), int))
+    assert members.tolist() == [[0, 1], [2, -1]] and group.tolist() == [0, 0, 1]
