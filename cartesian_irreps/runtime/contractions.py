@@ -222,6 +222,17 @@ def contract(
     shape = (n, nk) if kind == "reduce" else (n, channels, nk)
     if out is None:
         out = xp.empty(shape, dtype=u.dtype)
+    if strategy == "diagonal" and kind != "reduce" and cp.diagonal is not None:
+        # written in place (no temporary, no copy): a rank-0 input broadcasts in one multiply, a
+        # rank-0 output is one dot product per row and channel
+        vb = v[:, None, :] if kind == "shared" else v
+        if cp.diagonal[0] == 2:
+            xp.einsum("nca,nca->nc", u, xp.broadcast_to(vb, u.shape), out=out[..., 0])
+        else:
+            xp.multiply(u, vb, out=out)
+        if cp.diagonal[1] != 1:
+            out *= cp.diagonal[1]
+        return out
     per_row = max(1, intermediate_per_row(strategy, cp.dims, cp.nnz, channels)) * u.dtype.itemsize
     step = n if xp.__name__ == "cupy" else max(1, CHUNK_BYTES // per_row)
     if step >= n:
