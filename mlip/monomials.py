@@ -92,8 +92,10 @@ class MonomialsHVP(Function):
 
     @staticmethod
     def vjp(ctx: Context, u: Tensor, *inputs: Tensor) -> tuple[Tensor | None, ...]:
-        raise NotImplementedError("monomials: third derivatives are not implemented (energy, forces and "
-                                  "force training need at most second derivatives)")
+        raise NotImplementedError(
+            "monomials: third derivatives are not implemented (energy, forces and "
+            "force training need at most second derivatives)"
+        )
 
 
 def monomials(a: Tensor, table: tuple[Any, Any]) -> Tensor:
