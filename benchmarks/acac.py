@@ -61,4 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from cartesian_irreps.runtime.allocator import keep_freed_memory
+
+    keep_freed_memory()  # this process is ours: reuse freed memory (see cartesian_irreps.runtime.allocator)
     sys.exit(main())

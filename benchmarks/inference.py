@@ -82,10 +82,13 @@ import ase.build  # noqa: E402
 import ase.io  # noqa: E402
 from ase.data import chemical_symbols  # noqa: E402
 
+from cartesian_irreps.runtime.allocator import MALLOC_ENV, keep_freed_memory  # noqa: E402
 from mlip.data import Batch, SpeciesTable, batch_structures  # noqa: E402
 from mlip.model import ModelConfig, Potential, param_shapes  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+#: whether glibc malloc was told to keep freed memory (set in main, passed on to the MACE process)
+MALLOC: dict[str, bool] = {"kept": False}
 DOC = ROOT / "docs" / "benchmarks.md"
 IMG = ROOT / "docs" / "img"
 PEER_SCRIPT = ROOT / "benchmarks" / "peers" / "mace_inference.py"
@@ -306,7 +309,8 @@ def run_mace(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     ]
     log("running MACE: " + " ".join(cmd))
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.mace_timeout, check=False)
+        env = {**os.environ, **(MALLOC_ENV if MALLOC["kept"] else {})}
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.mace_timeout, check=False, env=env)
     except (OSError, subprocess.TimeoutExpired) as err:
         return {"error": f"could not run the MACE benchmark: {err}"}
     if proc.returncode != 0:
@@ -443,7 +447,13 @@ def doc_section(out: dict[str, Any]) -> str:
         f"Machine: {out['machine']}. Date: {out['date']}. Command: `{out['command']}`.",
         f"1-minute load average {out['load_avg_1min_before']:.2f} before and {out['load_avg_1min_after']:.2f} "
         f"after the run (other jobs slow the timings down). Threads: {out['threads']} (fused kernel; torch "
-        f"for MACE), {out['blas_threads']} for OpenBLAS.",
+        f"for MACE), {out['blas_threads']} for OpenBLAS. glibc malloc "
+        + (
+            "set to keep freed memory in both processes (`cartesian_irreps.runtime.allocator`; "
+            "`--default-malloc` turns it off)."
+            if out.get("malloc_keeps_freed_memory")
+            else "with its default thresholds."
+        ),
         "",
         "Time of one `pot.evaluate(batch, forces=True)` on a prebuilt one-structure batch (median of "
         f"{out['repeats']} after {out['warmup']} warm-up calls); *build batch* is `batch_structures` "
@@ -500,7 +510,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     p.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md and the PNG")
     p.add_argument("--output", type=Path, default=RESULTS / "inference.json")
+    p.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's malloc thresholds alone (by default both our process and MACE's keep freed "
+        "memory, see cartesian_irreps.runtime.allocator)",
+    )
     args = p.parse_args(argv)
+    MALLOC["kept"] = False if args.default_malloc else keep_freed_memory()
     names = [s for s in args.systems.split(",") if s]
     bad = [s for s in names if s not in SYSTEMS]
     if bad:
@@ -563,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": args.warmup,
         "threads": THREADS,
         "blas_threads": BLAS_THREADS,
+        "malloc_keeps_freed_memory": MALLOC["kept"],
         "model": {k: list(v) if isinstance(v, tuple) else v for k, v in MODEL.items()},
         "skipped": skipped,
         "results": rows,

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "entry", "main"]
 
 # The model multiplies many small matrices: threaded OpenBLAS only adds hand-off cost, and when other
 # processes share the cores its spinning threads make a training step several times slower (measured
@@ -363,3 +363,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, TrainingError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+
+
+def entry() -> None:
+    """The console script: the ``mlip`` process is ours, so glibc's malloc is told to keep freed
+    memory (large temporaries are reused instead of page-faulted afresh each step; see
+    :mod:`cartesian_irreps.runtime.allocator`), then :func:`main` runs."""
+    from cartesian_irreps.runtime.allocator import keep_freed_memory
+
+    keep_freed_memory()
+    sys.exit(main())
