@@ -9,7 +9,8 @@
  *     m[t] = m[parent[t]] * a[last[t]]   otherwise
  *
  * for each row ``a`` (length D) of A (R, D).  Four row-wise functions, every one a single pass over
- * the table with O(T) scratch per row (nothing is shared between rows, so threads split rows):
+ * the table with O(T) scratch per row (nothing is shared between rows, so threads split rows; rows
+ * go in blocks of 8, one vector lane each):
  *
  *     forward(A)          -> M (R, T)      M[r] = m(A[r])
  *     vjp(A, G)           -> (R, D)        sum_t G[r,t] dm_t/da                        (reverse sweep)
@@ -47,93 +48,128 @@ static int check_table(const Table *tb) {
     return 0;
 }
 
-/* load row r of a (R, n) array into double scratch */
-#define LOAD(dst, src, isf32, r, n)                                                                          \
-    do {                                                                                                     \
-        if (isf32) {                                                                                         \
-            const float *s_ = (const float *)(src) + (size_t)(r) * (size_t)(n);                              \
-            for (Py_ssize_t i_ = 0; i_ < (n); i_++) (dst)[i_] = s_[i_];                                      \
-        } else {                                                                                             \
-            memcpy((dst), (const double *)(src) + (size_t)(r) * (size_t)(n), sizeof(double) * (size_t)(n));  \
-        }                                                                                                    \
-    } while (0)
+/* Rows are processed in blocks of L: the scratch holds entry-major, lane-minor arrays x[i * L + b]
+ * (b = row within the block), so every step of the table is one L-wide vector operation. */
+#define L 8
 
-#define STORE(dst, src, isf32, r, n)                                                                         \
-    do {                                                                                                     \
-        if (isf32) {                                                                                         \
-            float *d_ = (float *)(dst) + (size_t)(r) * (size_t)(n);                                          \
-            for (Py_ssize_t i_ = 0; i_ < (n); i_++) d_[i_] = (float)(src)[i_];                               \
-        } else {                                                                                             \
-            memcpy((double *)(dst) + (size_t)(r) * (size_t)(n), (src), sizeof(double) * (size_t)(n));        \
-        }                                                                                                    \
-    } while (0)
+/* load rows [r, r + nb) of an (R, n) array into x[i * L + b] (lanes past nb are zero) */
+static void load_block(double *x, const void *src, int f32, Py_ssize_t r, int nb, Py_ssize_t n) {
+    memset(x, 0, sizeof(double) * (size_t)(n * L));
+    for (int b = 0; b < nb; b++) {
+        if (f32) {
+            const float *s_ = (const float *)src + (size_t)(r + b) * (size_t)n;
+            for (Py_ssize_t i = 0; i < n; i++) x[i * L + b] = s_[i];
+        } else {
+            const double *s_ = (const double *)src + (size_t)(r + b) * (size_t)n;
+            for (Py_ssize_t i = 0; i < n; i++) x[i * L + b] = s_[i];
+        }
+    }
+}
 
-static inline void mono_row(const Table *tb, const double *a, double *m) {
+static void store_block(void *dst, const double *x, int f32, Py_ssize_t r, int nb, Py_ssize_t n) {
+    for (int b = 0; b < nb; b++) {
+        if (f32) {
+            float *d_ = (float *)dst + (size_t)(r + b) * (size_t)n;
+            for (Py_ssize_t i = 0; i < n; i++) d_[i] = (float)x[i * L + b];
+        } else {
+            double *d_ = (double *)dst + (size_t)(r + b) * (size_t)n;
+            for (Py_ssize_t i = 0; i < n; i++) d_[i] = x[i * L + b];
+        }
+    }
+}
+
+static inline void mono_block(const Table *tb, const double *restrict a, double *restrict m) {
     const int32_t *p = tb->parent, *l = tb->last;
-    for (Py_ssize_t t = 0; t < tb->T; t++) m[t] = (p[t] < 0 ? 1.0 : m[p[t]]) * a[l[t]];
+    for (Py_ssize_t t = 0; t < tb->T; t++) {
+        const double *al = a + (size_t)l[t] * L;
+        double *mt = m + (size_t)t * L;
+        if (p[t] < 0) {
+            for (int b = 0; b < L; b++) mt[b] = al[b];
+        } else {
+            const double *mp = m + (size_t)p[t] * L;
+            for (int b = 0; b < L; b++) mt[b] = mp[b] * al[b];
+        }
+    }
 }
 
 /* dm = directional derivative of m along h (needs m) */
-static inline void jvp_row(const Table *tb, const double *a, const double *h, const double *m, double *dm) {
+static inline void jvp_block(const Table *tb, const double *restrict a, const double *restrict h,
+                             const double *restrict m, double *restrict dm) {
     const int32_t *p = tb->parent, *l = tb->last;
     for (Py_ssize_t t = 0; t < tb->T; t++) {
-        if (p[t] < 0)
-            dm[t] = h[l[t]];
-        else
-            dm[t] = dm[p[t]] * a[l[t]] + m[p[t]] * h[l[t]];
+        const double *al = a + (size_t)l[t] * L, *hl = h + (size_t)l[t] * L;
+        double *dt = dm + (size_t)t * L;
+        if (p[t] < 0) {
+            for (int b = 0; b < L; b++) dt[b] = hl[b];
+        } else {
+            const double *dp = dm + (size_t)p[t] * L, *mp = m + (size_t)p[t] * L;
+            for (int b = 0; b < L; b++) dt[b] = dp[b] * al[b] + mp[b] * hl[b];
+        }
     }
 }
 
 enum { OP_FORWARD = 0, OP_VJP = 1, OP_JVP = 2, OP_HVP = 3 };
 
-/* rows [r0, r1) of one op; scratch holds 4 * T + 3 * D doubles */
+/* rows [r0, r1) of one op; scratch holds L * (4 * T + 3 * D) doubles */
 static void run_rows(int op, const Table *tb, int f32, const void *A, const void *G, const void *H, void *out,
                      Py_ssize_t r0, Py_ssize_t r1, double *scratch) {
     const Py_ssize_t T = tb->T, D = tb->D;
     const int32_t *p = tb->parent, *l = tb->last;
-    double *m = scratch, *gm = m + T, *dm = gm + T, *dgm = dm + T;
-    double *a = dgm + T, *h = a + D, *ga = h + D;
-    for (Py_ssize_t r = r0; r < r1; r++) {
-        LOAD(a, A, f32, r, D);
-        mono_row(tb, a, m);
+    double *m = scratch, *gm = m + T * L, *dm = gm + T * L, *dgm = dm + T * L;
+    double *a = dgm + T * L, *h = a + D * L, *ga = h + D * L;
+    for (Py_ssize_t r = r0; r < r1; r += L) {
+        const int nb = (int)(r1 - r < L ? r1 - r : L);
+        load_block(a, A, f32, r, nb, D);
+        mono_block(tb, a, m);
         if (op == OP_FORWARD) {
-            STORE(out, m, f32, r, T);
+            store_block(out, m, f32, r, nb, T);
             continue;
+        }
+        if (op == OP_JVP || op == OP_HVP) {
+            load_block(h, H, f32, r, nb, D);
+            jvp_block(tb, a, h, m, dm);
         }
         if (op == OP_JVP) {
-            LOAD(h, H, f32, r, D);
-            jvp_row(tb, a, h, m, dm);
-            STORE(out, dm, f32, r, T);
+            store_block(out, dm, f32, r, nb, T);
             continue;
         }
-        LOAD(gm, G, f32, r, T);
-        for (Py_ssize_t c = 0; c < D; c++) ga[c] = 0.0;
+        load_block(gm, G, f32, r, nb, T);
+        memset(ga, 0, sizeof(double) * (size_t)(D * L));
         if (op == OP_VJP) {
             for (Py_ssize_t t = T - 1; t >= 0; t--) {
-                const double g = gm[t];
+                const double *g = gm + (size_t)t * L, *al = a + (size_t)l[t] * L;
+                double *gl = ga + (size_t)l[t] * L;
                 if (p[t] < 0) {
-                    ga[l[t]] += g;
+                    for (int b = 0; b < L; b++) gl[b] += g[b];
                 } else {
-                    ga[l[t]] += g * m[p[t]];
-                    gm[p[t]] += g * a[l[t]];
+                    const double *mp = m + (size_t)p[t] * L;
+                    double *gp = gm + (size_t)p[t] * L;
+                    for (int b = 0; b < L; b++) {
+                        gl[b] += g[b] * mp[b];
+                        gp[b] += g[b] * al[b];
+                    }
                 }
             }
         } else { /* OP_HVP: d/da (vjp) along h, G fixed */
-            LOAD(h, H, f32, r, D);
-            jvp_row(tb, a, h, m, dm);
-            for (Py_ssize_t t = 0; t < T; t++) dgm[t] = 0.0;
+            memset(dgm, 0, sizeof(double) * (size_t)(T * L));
             for (Py_ssize_t t = T - 1; t >= 0; t--) {
-                const double g = gm[t], dg = dgm[t];
+                const double *g = gm + (size_t)t * L, *dg = dgm + (size_t)t * L;
+                double *gl = ga + (size_t)l[t] * L;
                 if (p[t] < 0) { /* ga[l] += g, and g depends on a through the children of t */
-                    ga[l[t]] += dg;
+                    for (int b = 0; b < L; b++) gl[b] += dg[b];
                     continue;
                 }
-                ga[l[t]] += dg * m[p[t]] + g * dm[p[t]];
-                gm[p[t]] += g * a[l[t]];
-                dgm[p[t]] += dg * a[l[t]] + g * h[l[t]];
+                const double *al = a + (size_t)l[t] * L, *hl = h + (size_t)l[t] * L;
+                const double *mp = m + (size_t)p[t] * L, *dp = dm + (size_t)p[t] * L;
+                double *gp = gm + (size_t)p[t] * L, *dgp = dgm + (size_t)p[t] * L;
+                for (int b = 0; b < L; b++) {
+                    gl[b] += dg[b] * mp[b] + g[b] * dp[b];
+                    gp[b] += g[b] * al[b];
+                    dgp[b] += dg[b] * al[b] + g[b] * hl[b];
+                }
             }
         }
-        STORE(out, ga, f32, r, D);
+        store_block(out, ga, f32, r, nb, D);
     }
 }
 
@@ -225,7 +261,7 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
         if (check_2d(&bh, "h", R, D, fmt) < 0) goto done;
     }
     if (check_2d(&bo, "out", R, (op == OP_FORWARD || op == OP_JVP) ? T : D, fmt) < 0) goto done;
-    scratch = (double *)malloc(sizeof(double) * (size_t)(4 * T + 3 * D + 1));
+    scratch = (double *)malloc(sizeof(double) * (size_t)(L * (4 * T + 3 * D) + 1));
     if (!scratch) {
         PyErr_NoMemory();
         goto done;
