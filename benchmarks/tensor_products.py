@@ -311,17 +311,25 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/tensor_products.py " + " ".join(argv if argv is not None else sys.argv[1:])
     rows1 = [] if args.skip_triples else part1(args)
     rows2 = part2(args) if args.vs_e3nn else []
+    # a part that was not run keeps its earlier results (and command) in the JSON and the plot
+    path = RESULTS / "tensor_products.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
     out = {
         "machine": machine(),
-        "command": command,
         "edges": args.edges,
         "channels": args.channels,
-        "triples": rows1,
-        "vs_e3nn": rows2,
+        "threads": args.threads,
+        "command_triples": command if rows1 else previous.get("command_triples", previous.get("command")),
+        "command_vs_e3nn": command if rows2 else previous.get("command_vs_e3nn", previous.get("command")),
+        "triples": rows1 or previous.get("triples", []),
+        "vs_e3nn": rows2 or previous.get("vs_e3nn", []),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tensor_products.json").write_text(json.dumps(out, indent=1) + "\n")
-    header = f"Machine: {out['machine']}.\nCommand: `{command}`; {args.edges} edges x {args.channels} channels."
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    header = (
+        f"Machine: {out['machine']}.\nCommand: `{command}`; {args.edges} edges x {args.channels} channels, "
+        f"{args.threads} thread(s) for both sides."
+    )
     if rows1:
         print(table1(rows1, args))
     if rows2:
@@ -329,11 +337,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_docs:
         text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
         if rows1:
-            text = replace_section(text, "tensor-products", header + "\n\n" + table1(rows1, args))
+            title = "## Tensor products: generated kernels vs the einsum reference (every triple, l <= 4)"
+            text = replace_section(text, "tensor-products", title + "\n\n" + header + "\n\n" + table1(rows1, args))
         if rows2:
-            text = replace_section(text, "vs-e3nn", header + "\n\n" + table2(rows2))
+            title = "## Message-passing product vs e3nn's channel-wise ('uvu') tensor product"
+            text = replace_section(text, "vs-e3nn", title + "\n\n" + header + "\n\n" + table2(rows2))
         DOC.write_text(text)
-        plot(rows1, rows2, IMG / "tensor_products.png")
+        plot(out["triples"], out["vs_e3nn"], IMG / "tensor_products.png")
     return 0
 
 
