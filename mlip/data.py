@@ -327,9 +327,8 @@ def reverse_edge_pairs(senders: Any, receivers: Any, unit_shifts: Any) -> tuple[
     ``members[k, 1] == -1`` when an edge has no reverse (a hand-made graph): it is its own group, so
     the grouping is exact for any edge list.
     """
-    s = np.asarray(senders.get() if hasattr(senders, "get") else senders, dtype=np.int64)
-    r = np.asarray(receivers.get() if hasattr(receivers, "get") else receivers, dtype=np.int64)
-    sh = np.asarray(unit_shifts.get() if hasattr(unit_shifts, "get") else unit_shifts, dtype=np.int64)
+    host = (a.get() if hasattr(a, "get") else a for a in (senders, receivers, unit_shifts))
+    s, r, sh = (np.asarray(a, dtype=np.int64) for a in host)
     sh = sh.reshape(len(s), 3)
     # canonical key of the unordered pair: (lo, hi, shift seen from lo); for i == j the shift up to sign
     flip = (s == r) & ((sh[:, 0] < 0) | ((sh[:, 0] == 0) & ((sh[:, 1] < 0) | ((sh[:, 1] == 0) & (sh[:, 2] < 0)))))

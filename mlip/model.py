@@ -166,6 +166,11 @@ class LayerPlan:
     def num_message_paths(self) -> int:
         return sum(len(p) for _, _, p in self.message)
 
+    @cached_property
+    def mono_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """``mono_select`` as one ``(parent, last)`` monomial table over the stacked A (built once)."""
+        return table_from_levels(sum(2 * k[0] + 1 for k in self.a_keys), list(self.mono_select))
+
 
 def _parity_out(s1: int, s2: int, triple: tuple[int, int, int]) -> int:
     return s1 * s2 * (1 if parity_of(*triple) == "even" else -1)
@@ -484,7 +489,7 @@ class Potential:
                 mono = a_st
             elif monomial_kernel_available() and not is_cupy(a_st.data):
                 # one compiled pass (and one per derivative) instead of per-degree gathers
-                mono = monomials(a_st, table_from_levels(a_st.shape[-1], list(lp.mono_select)))
+                mono = monomials(a_st, lp.mono_table)
             else:
                 monos, cur = [a_st], a_st
                 for parent, last in lp.mono_select:
