@@ -327,7 +327,38 @@ def _product_tables(
                     fold[nu], weights=flat[k], minlength=len(tuples[nu - 1])
                 )
         matrices[key] = mat.reshape(mat.shape[0], -1)
-    return tuple(select), matrices
+    return _prune_monomials(D, select, matrices)
+
+
+def _prune_monomials(
+    dim: int, select: list[tuple[np.ndarray, np.ndarray]], matrices: dict[Key, np.ndarray]
+) -> tuple[tuple[tuple[np.ndarray, np.ndarray], ...], dict[Key, np.ndarray]]:
+    """Keep only the monomials some output uses (and their lower-degree factors).
+
+    Invariance makes the folded matrices sparse: for 9 stacked A entries (l = 0, 1, 2) and ν = 3 the
+    scalars use 35 of the 219 monomials. Entries below ``1e-12 max|M|`` are the rounding residue of
+    exact cancellations in the coupling chains and are set to zero first. Degree 1 (``A`` itself) is
+    always kept; level ``nu`` keeps its used monomials plus the parents of the kept level ``nu + 1``;
+    parent indices are renumbered, and the matrices keep the rows of the kept monomials.
+    """
+    for mat in matrices.values():
+        scale = float(np.abs(mat).max()) if mat.size else 0.0
+        mat[np.abs(mat) < 1e-12 * scale] = 0.0
+    used = np.zeros(next(iter(matrices.values())).shape[0], dtype=bool) if matrices else np.zeros(0, bool)
+    for mat in matrices.values():
+        used |= (mat != 0).any(axis=1)
+    sizes = [dim] + [len(p) for p, _ in select]
+    offsets = np.cumsum([0] + sizes)
+    keep = [used[offsets[i] : offsets[i + 1]].copy() for i in range(len(sizes))]
+    keep[0][:] = True
+    for lvl in range(len(select), 0, -1):  # select[lvl - 1] builds level lvl from level lvl - 1
+        keep[lvl - 1][select[lvl - 1][0][keep[lvl]]] = True
+    new_select = []
+    for lvl, (parent, last) in enumerate(select, start=1):
+        renumber = np.cumsum(keep[lvl - 1]) - 1
+        new_select.append((renumber[parent[keep[lvl]]].astype(np.intp), last[keep[lvl]].astype(np.intp)))
+    rows = np.concatenate(keep)
+    return tuple(new_select), {key: np.ascontiguousarray(mat[rows]) for key, mat in matrices.items()}
 
 
 # --------------------------------------------------------------------------- parameters

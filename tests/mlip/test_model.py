@@ -285,3 +285,57 @@ def test_compiled_monomials_and_pair_halving_change_nothing(monkeypatch):
     for a_list, b_list in zip(fast, plain):
         for a, b in zip(a_list, b_list):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    lmax=st.integers(1, 3),
+    hidden=st.integers(0, 2),
+    nu=st.integers(1, 3),
+    products=st.sampled_from(["even", "parity_complete"]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_folded_product_basis_equals_the_explicit_coupling_chains(lmax, hidden, nu, products, seed):
+    """The (pruned) monomial table and matrices give every product-basis path exactly as the chain
+    ``B = C(B_parent, A_k)`` of dense couplings, node by node, on random A entries."""
+    from cartesian_irreps.runtime import tables
+    from cartesian_irreps.runtime.monomials import monomials as mono_ref
+    from mlip.model import build_plan
+
+    if nu == 3 and lmax == 3:
+        lmax = 2  # keep the plan small
+    cfg = small_config(lmax=lmax, hidden_lmax=min(hidden, lmax), correlation=nu, products=products)
+    rng = np.random.default_rng(seed)
+    for lp in build_plan(cfg):
+        dims = {k: 2 * k[0] + 1 for k in lp.a_keys}
+        a = {k: rng.normal(size=d) for k, d in dims.items()}
+        value = {}
+        for nid, _key, parent, ak, tr in lp.nodes:
+            if parent < 0:
+                value[nid] = a[ak]
+            else:
+                value[nid] = np.einsum("abk,a,b->k", tables.dense_coupling(*tr), value[parent], a[ak])
+        stacked = np.concatenate([a[k] for k in lp.a_keys])[None, :]
+        parent, last = lp.mono_table
+        mono = mono_ref(stacked, (parent, last))[0]
+        assert len(parent) == lp.basis_matrix[lp.out_keys[0]].shape[0]
+        for key in lp.out_keys:
+            got = (mono @ lp.basis_matrix[key]).reshape(len(lp.basis[key]), 2 * key[0] + 1)
+            want = np.stack([value[n] for n in lp.basis[key]])
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_product_basis_keeps_only_the_monomials_it_uses():
+    """For 9 stacked A entries and ν = 3 the scalar readout layer uses far fewer than all 219 monomials,
+    and every kept monomial of the top degree feeds some output."""
+    from mlip.model import build_plan
+
+    plan = build_plan(small_config(lmax=2, hidden_lmax=1, correlation=3))
+    last = plan[-1]
+    parent, _ = last.mono_table
+    assert len(parent) < 219 // 2
+    top = np.concatenate([m for m in last.basis_matrix.values()], axis=1)
+    degree1 = sum(2 * k[0] + 1 for k in last.a_keys)
+    n_top = len(last.mono_select[-1][0])
+    assert (top[-n_top:] != 0).any(axis=1).all()
+    assert degree1 == 9
