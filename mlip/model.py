@@ -45,14 +45,14 @@ from cartesian_irreps._validate import parity_of
 from cartesian_irreps.runtime import tables
 from cartesian_irreps.runtime.backend import is_cupy
 from cartesian_irreps.runtime.fused import GraphIndex, PathTable
-from cartesian_irreps.runtime.monomials import table_from_levels
+from cartesian_irreps.runtime.monomials import sparse_basis, table_from_levels
 
 from . import autodiff as ad
 from .autodiff import Tensor
 from .data import reverse_edge_pairs
 from .equivariant import edge_harmonics, graph_message_product
+from .monomials import basis_product
 from .monomials import kernel_available as monomial_kernel_available
-from .monomials import monomials
 from .radial import SILU_SCALE, bessel_basis
 
 FORMAT = "cartesian-irreps-mlip"
@@ -170,6 +170,15 @@ class LayerPlan:
     def mono_table(self) -> tuple[np.ndarray, np.ndarray]:
         """``mono_select`` as one ``(parent, last)`` monomial table over the stacked A (built once)."""
         return table_from_levels(sum(2 * k[0] + 1 for k in self.a_keys), list(self.mono_select))
+
+    @cached_property
+    def sparse_basis(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, int], dict[Key, slice]]:
+        """Every out key's basis matrix side by side, as the nonzeros the compiled monomial kernel
+        folds in (:func:`cartesian_irreps.runtime.monomials.sparse_basis`), and each key's columns."""
+        mats = [self.basis_matrix[k] for k in self.out_keys]
+        bounds = np.cumsum([0] + [m.shape[1] for m in mats])
+        cols = {k: slice(int(bounds[i]), int(bounds[i + 1])) for i, k in enumerate(self.out_keys)}
+        return sparse_basis(np.concatenate(mats, axis=1)), cols
 
 
 def _parity_out(s1: int, s2: int, triple: tuple[int, int, int]) -> int:
@@ -516,11 +525,14 @@ class Potential:
                 A[k] = ad.einsum("nkpm,kpq->nqm", stacked, wmix) * (1.0 / math.sqrt(K * len(parts)))
             # product basis: symmetric monomials of the stacked A, then one matrix product per key
             a_st = A[lp.a_keys[0]] if len(lp.a_keys) == 1 else ad.concatenate([A[k] for k in lp.a_keys], axis=2)
-            if not lp.mono_select:
+            fused = None
+            if monomial_kernel_available() and not is_cupy(a_st.data):
+                # one compiled pass (and one per derivative): the monomials times the sparse basis
+                # matrices of all out keys, never stored
+                basis, columns = lp.sparse_basis
+                fused = basis_product(a_st, lp.mono_table, basis)
+            elif not lp.mono_select:
                 mono = a_st
-            elif monomial_kernel_available() and not is_cupy(a_st.data):
-                # one compiled pass (and one per derivative) instead of per-degree gathers
-                mono = monomials(a_st, lp.mono_table)
             else:
                 monos, cur = [a_st], a_st
                 for parent, last in lp.mono_select:
@@ -530,8 +542,11 @@ class Potential:
             h_new: dict[Key, Tensor] = {}
             for k in lp.out_keys:
                 n_paths, m = len(lp.basis[k]), 2 * k[0] + 1
-                mat = ad.constant(_device_matrix(lp.basis_matrix[k], vectors.dtype, xp))
-                flat = ad.matmul(ad.reshape(mono, (n_atoms * K, -1)), mat)
+                if fused is not None:
+                    flat = fused if len(lp.out_keys) == 1 else fused[:, :, columns[k]]
+                else:
+                    mat = ad.constant(_device_matrix(lp.basis_matrix[k], vectors.dtype, xp))
+                    flat = ad.matmul(ad.reshape(mono, (n_atoms * K, -1)), mat)
                 paths_out = ad.reshape(flat, (n_atoms, K, n_paths, m))
                 wprod = ad.index_select(P(f"{pre}.product.{_kname(k)}"), species)  # (N, K, n)
                 b = ad.einsum("nkpm,nkp->nkm", paths_out, wprod)

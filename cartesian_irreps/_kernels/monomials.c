@@ -20,6 +20,12 @@
  * jvp and hvp are the two halves of the VJP of vjp (with respect to G and to A), which second
  * derivatives (training on forces) need.  Arrays are C-contiguous float64 or float32 (all one
  * dtype); accumulation is in double.  Every index is validated once per call.
+ *
+ * Optionally a sparse *basis* B (T, W), given as its nonzeros (bt[k], bj[k], bv[k]), is folded in:
+ * forward and jvp then return M B and (J h) B (R, W), and vjp and hvp read G (R, W) as the cotangent
+ * of M B (the monomials' cotangent is G B^T).  The product basis of a potential is such a matrix
+ * with a few percent nonzeros, so this replaces a dense (R, T) x (T, W) product and the (R, T)
+ * intermediate by a sparse sum in cache.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -27,9 +33,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Rows are processed in blocks of L: the scratch holds entry-major, lane-minor arrays x[i * L + b]
+ * (b = row within the block), so every step of the table is one L-wide vector operation. */
+#define L 8
+
 typedef struct {
     const int32_t *parent, *last;
     Py_ssize_t T, D;
+    /* optional sparse basis (nnz = 0: none): nonzero k is B[bt[k], bj[k]] = bv[k], W columns */
+    const int32_t *bt, *bj;
+    const double *bv;
+    Py_ssize_t nnz, W;
+    int has_basis;
 } Table;
 
 static int check_table(const Table *tb) {
@@ -45,12 +60,36 @@ static int check_table(const Table *tb) {
             return -1;
         }
     }
+    for (Py_ssize_t k = 0; k < tb->nnz; k++) {
+        if (tb->bt[k] < 0 || tb->bt[k] >= tb->T || tb->bj[k] < 0 || tb->bj[k] >= tb->W) {
+            PyErr_Format(PyExc_ValueError, "basis entry %zd at (%d, %d) is outside (%zd, %zd)", k, (int)tb->bt[k],
+                         (int)tb->bj[k], tb->T, tb->W);
+            return -1;
+        }
+    }
     return 0;
 }
 
-/* Rows are processed in blocks of L: the scratch holds entry-major, lane-minor arrays x[i * L + b]
- * (b = row within the block), so every step of the table is one L-wide vector operation. */
-#define L 8
+/* y[j] = sum_k bv[k] x[bt[k]] over the basis (x: T entries, y: W entries, L lanes each) */
+static inline void basis_apply(const Table *tb, const double *restrict x, double *restrict y) {
+    memset(y, 0, sizeof(double) * (size_t)(tb->W * L));
+    for (Py_ssize_t k = 0; k < tb->nnz; k++) {
+        const double v = tb->bv[k], *xs = x + (size_t)tb->bt[k] * L;
+        double *yd = y + (size_t)tb->bj[k] * L;
+        for (int b = 0; b < L; b++) yd[b] += v * xs[b];
+    }
+}
+
+/* x[t] = sum_k bv[k] y[bj[k]] over the basis: the transpose */
+static inline void basis_apply_t(const Table *tb, const double *restrict y, double *restrict x) {
+    memset(x, 0, sizeof(double) * (size_t)(tb->T * L));
+    for (Py_ssize_t k = 0; k < tb->nnz; k++) {
+        const double v = tb->bv[k], *ys = y + (size_t)tb->bj[k] * L;
+        double *xd = x + (size_t)tb->bt[k] * L;
+        for (int b = 0; b < L; b++) xd[b] += v * ys[b];
+    }
+}
+
 
 /* load rows [r, r + nb) of an (R, n) array into x[i * L + b] (lanes past nb are zero) */
 static void load_block(double *x, const void *src, int f32, Py_ssize_t r, int nb, Py_ssize_t n) {
@@ -110,19 +149,25 @@ static inline void jvp_block(const Table *tb, const double *restrict a, const do
 
 enum { OP_FORWARD = 0, OP_VJP = 1, OP_JVP = 2, OP_HVP = 3 };
 
-/* rows [r0, r1) of one op; scratch holds L * (4 * T + 3 * D) doubles */
+/* rows [r0, r1) of one op; scratch holds L * (4 * T + 3 * D + W) doubles */
 static void run_rows(int op, const Table *tb, int f32, const void *A, const void *G, const void *H, void *out,
                      Py_ssize_t r0, Py_ssize_t r1, double *scratch) {
-    const Py_ssize_t T = tb->T, D = tb->D;
+    const Py_ssize_t T = tb->T, D = tb->D, W = tb->W;
     const int32_t *p = tb->parent, *l = tb->last;
     double *m = scratch, *gm = m + T * L, *dm = gm + T * L, *dgm = dm + T * L;
-    double *a = dgm + T * L, *h = a + D * L, *ga = h + D * L;
+    double *a = dgm + T * L, *h = a + D * L, *ga = h + D * L, *y = ga + D * L;
+    const int basis = tb->has_basis;
     for (Py_ssize_t r = r0; r < r1; r += L) {
         const int nb = (int)(r1 - r < L ? r1 - r : L);
         load_block(a, A, f32, r, nb, D);
         mono_block(tb, a, m);
         if (op == OP_FORWARD) {
-            store_block(out, m, f32, r, nb, T);
+            if (basis) {
+                basis_apply(tb, m, y);
+                store_block(out, y, f32, r, nb, W);
+            } else {
+                store_block(out, m, f32, r, nb, T);
+            }
             continue;
         }
         if (op == OP_JVP || op == OP_HVP) {
@@ -130,10 +175,20 @@ static void run_rows(int op, const Table *tb, int f32, const void *A, const void
             jvp_block(tb, a, h, m, dm);
         }
         if (op == OP_JVP) {
-            store_block(out, dm, f32, r, nb, T);
+            if (basis) {
+                basis_apply(tb, dm, y);
+                store_block(out, y, f32, r, nb, W);
+            } else {
+                store_block(out, dm, f32, r, nb, T);
+            }
             continue;
         }
-        load_block(gm, G, f32, r, nb, T);
+        if (basis) {
+            load_block(y, G, f32, r, nb, W);
+            basis_apply_t(tb, y, gm);
+        } else {
+            load_block(gm, G, f32, r, nb, T);
+        }
         memset(ga, 0, sizeof(double) * (size_t)(D * L));
         if (op == OP_VJP) {
             for (Py_ssize_t t = T - 1; t >= 0; t--) {
@@ -206,19 +261,23 @@ static int check_2d(const Py_buffer *b, const char *name, Py_ssize_t rows, Py_ss
 }
 
 static const char run_doc[] =
-    "run(op, parent, last, a, g, h, out, r0, r1)\n\n"
-    "Rows [r0, r1) of op 0 forward (out (R, T)), 1 vjp(a, g) (out (R, D)), 2 jvp(a, h) (out (R, T)),\n"
-    "3 hvp(a, g, h) (out (R, D)); g and h may be None where the op does not read them.  parent, last:\n"
-    "int32 (T,) monomial table (see the module docstring).  Releases the GIL.";
+    "run(op, parent, last, a, g, h, out, r0, r1, bt=None, bj=None, bv=None, width=-1)\n\n"
+    "Rows [r0, r1) of op 0 forward (out (R, W)), 1 vjp(a, g) (out (R, D)), 2 jvp(a, h) (out (R, W)),\n"
+    "3 hvp(a, g, h) (out (R, D)); g (R, W) and h (R, D) may be None where the op does not read them.\n"
+    "parent, last: int32 (T,) monomial table (see the module docstring).  bt, bj (int32) and bv\n"
+    "(float64), all (nnz,): the optional sparse basis with ``width`` columns (W = T without one).\n"
+    "Releases the GIL.";
 
 static PyObject *py_run(PyObject *self, PyObject *args) {
     int op;
-    PyObject *op_parent, *op_last, *oa, *og, *oh, *oout;
-    Py_ssize_t r0, r1;
+    PyObject *op_parent, *op_last, *oa, *og, *oh, *oout, *obt = Py_None, *obj = Py_None, *obv = Py_None;
+    Py_ssize_t r0, r1, width = -1;
     (void)self;
-    if (!PyArg_ParseTuple(args, "iOOOOOOnn", &op, &op_parent, &op_last, &oa, &og, &oh, &oout, &r0, &r1)) return NULL;
+    if (!PyArg_ParseTuple(args, "iOOOOOOnn|OOOn", &op, &op_parent, &op_last, &oa, &og, &oh, &oout, &r0, &r1, &obt,
+                          &obj, &obv, &width))
+        return NULL;
     if (op < OP_FORWARD || op > OP_HVP) return PyErr_Format(PyExc_ValueError, "unknown op %d", op);
-    Py_buffer bp = {0}, bl = {0}, ba = {0}, bg = {0}, bh = {0}, bo = {0};
+    Py_buffer bp = {0}, bl = {0}, ba = {0}, bg = {0}, bh = {0}, bo = {0}, bbt = {0}, bbj = {0}, bbv = {0};
     PyObject *result = NULL;
     double *scratch = NULL;
     int have_g = 0, have_h = 0;
@@ -235,8 +294,25 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "a must be a 2-D float64 or float32 array");
         goto done;
     }
-    Table tb = {(const int32_t *)bp.buf, (const int32_t *)bl.buf, bp.shape[0], ba.shape[1]};
-    const Py_ssize_t R = ba.shape[0], T = tb.T, D = tb.D;
+    Table tb = {(const int32_t *)bp.buf, (const int32_t *)bl.buf, bp.shape[0], ba.shape[1], NULL, NULL, NULL, 0, 0, 0};
+    tb.W = tb.T;
+    if (obt != Py_None || obj != Py_None || obv != Py_None) {
+        if (get_buf(obt, &bbt, "bt", 0) < 0 || get_buf(obj, &bbj, "bj", 0) < 0 || get_buf(obv, &bbv, "bv", 0) < 0)
+            goto done;
+        if (bbt.ndim != 1 || bbj.ndim != 1 || bbv.ndim != 1 || bbt.itemsize != 4 || bbj.itemsize != 4 ||
+            fmt_of(&bbv) != 0 || bbt.shape[0] != bbj.shape[0] || bbt.shape[0] != bbv.shape[0] || width < 0) {
+            PyErr_SetString(PyExc_ValueError,
+                            "basis: bt, bj (int32) and bv (float64) must be 1-D of one length, with width >= 0");
+            goto done;
+        }
+        tb.bt = (const int32_t *)bbt.buf;
+        tb.bj = (const int32_t *)bbj.buf;
+        tb.bv = (const double *)bbv.buf;
+        tb.nnz = bbt.shape[0];
+        tb.W = width;
+        tb.has_basis = 1;
+    }
+    const Py_ssize_t R = ba.shape[0], T = tb.T, D = tb.D, W = tb.W;
     if (r0 < 0 || r1 < r0 || r1 > R) {
         PyErr_Format(PyExc_ValueError, "row range [%zd, %zd) is not inside [0, %zd)", r0, r1, R);
         goto done;
@@ -249,7 +325,7 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
         }
         if (get_buf(og, &bg, "g", 0) < 0) goto done;
         have_g = 1;
-        if (check_2d(&bg, "g", R, T, fmt) < 0) goto done;
+        if (check_2d(&bg, "g", R, W, fmt) < 0) goto done;
     }
     if (op == OP_JVP || op == OP_HVP) {
         if (oh == Py_None) {
@@ -260,8 +336,8 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
         have_h = 1;
         if (check_2d(&bh, "h", R, D, fmt) < 0) goto done;
     }
-    if (check_2d(&bo, "out", R, (op == OP_FORWARD || op == OP_JVP) ? T : D, fmt) < 0) goto done;
-    scratch = (double *)malloc(sizeof(double) * (size_t)(L * (4 * T + 3 * D) + 1));
+    if (check_2d(&bo, "out", R, (op == OP_FORWARD || op == OP_JVP) ? W : D, fmt) < 0) goto done;
+    scratch = (double *)malloc(sizeof(double) * (size_t)(L * (4 * T + 3 * D + W) + 1));
     if (!scratch) {
         PyErr_NoMemory();
         goto done;
@@ -279,6 +355,9 @@ done:
     if (have_g) PyBuffer_Release(&bg);
     if (have_h) PyBuffer_Release(&bh);
     if (bo.obj) PyBuffer_Release(&bo);
+    if (bbt.obj) PyBuffer_Release(&bbt);
+    if (bbj.obj) PyBuffer_Release(&bbj);
+    if (bbv.obj) PyBuffer_Release(&bbv);
     return result;
 }
 

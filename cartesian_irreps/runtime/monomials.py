@@ -17,6 +17,10 @@ Four functions of ``A`` (R, D), each a single pass per row:
 * :func:`monomials_jvp`: ``sum_c H[r, c] dm_t/da_c``, shape (R, T);
 * :func:`monomials_hvp`: ``sum_t G[r, t] sum_c H[r, c] d^2 m_t/(da da_c)``, shape (R, D).
 
+With a sparse *basis* ``B`` (T, W) (:func:`sparse_basis`, passed as ``basis=``) the ops are those of
+``a -> M(a) B``: forward and JVP return (R, W) and the VJP and HVP read ``G`` (R, W); the compiled
+kernel folds ``B`` in row by row, so the (R, T) monomials are never stored.
+
 The compiled kernel ``cartesian_irreps._monomials`` runs them on NumPy float64/float32 arrays,
 rows split over :func:`cartesian_irreps.runtime.fused.default_threads` threads; without it (or for
 CuPy arrays) the column-by-column reference below runs instead. Accumulation is in float64 in the
@@ -43,6 +47,7 @@ __all__ = [
     "monomials_hvp",
     "monomials_jvp",
     "monomials_vjp",
+    "sparse_basis",
     "symmetric_monomial_table",
     "table_from_levels",
 ]
@@ -93,12 +98,35 @@ def symmetric_monomial_table(dim: int, degree: int) -> tuple[np.ndarray, np.ndar
     return table_from_levels(dim, levels)
 
 
+def sparse_basis(matrix: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The nonzeros of a dense basis ``matrix`` (T, W) as ``(rows int32, cols int32, values float64, W)``
+    (row-major order), the ``basis=`` argument of the four functions."""
+    m = np.asarray(matrix.get() if hasattr(matrix, "get") else matrix, dtype=np.float64)
+    if m.ndim != 2:
+        raise ValueError(f"a basis matrix must be 2-D (T, W), got shape {m.shape}")
+    rows, cols = np.nonzero(m)
+    return rows.astype(np.int32), cols.astype(np.int32), np.ascontiguousarray(m[rows, cols]), int(m.shape[1])
+
+
+def _dense(basis: tuple[Any, Any, Any, int], T: int, xp: Any, dtype: Any) -> Any:
+    rows, cols, values, width = basis
+    m = np.zeros((T, width))
+    np.add.at(m, (np.asarray(rows), np.asarray(cols)), np.asarray(values))
+    return xp.asarray(m, dtype=dtype)
+
+
 # --------------------------------------------------------------------------------------------
 
 
-def _reference(op: str, parent: np.ndarray, last: np.ndarray, a: Any, g: Any, h: Any) -> Any:
-    """Column-by-column reference (NumPy or CuPy) of the four ops, in the input dtype."""
+def _reference(op: str, parent: np.ndarray, last: np.ndarray, a: Any, g: Any, h: Any, basis: Any = None) -> Any:
+    """Column-by-column reference (NumPy or CuPy) of the four ops, in the input dtype (a basis is
+    applied as a dense matrix product)."""
     xp = array_module(a)
+    if basis is not None:
+        b = _dense(basis, len(parent), xp, a.dtype)
+        if op in ("forward", "jvp"):
+            return _reference(op, parent, last, a, g, h) @ b
+        return _reference(op, parent, last, a, g @ b.T, h)
     T = len(parent)
     m = [None] * T
     for t in range(T):
@@ -139,7 +167,9 @@ def _check(name: str, x: Any, rows: int, cols: int, dtype: Any) -> None:
         raise TypeError(f"{name} has dtype {x.dtype}, expected {dtype} (the dtype of a)")
 
 
-def _run(op: str, table: tuple[Any, Any], a: Any, g: Any = None, h: Any = None, threads: int | None = None) -> Any:
+def _run(
+    op: str, table: tuple[Any, Any], a: Any, g: Any = None, h: Any = None, threads: int | None = None, basis: Any = None
+) -> Any:
     parent, last = (np.ascontiguousarray(t.get() if hasattr(t, "get") else t, dtype=np.int32) for t in table)
     if parent.shape != last.shape or parent.ndim != 1:
         raise ValueError("the monomial table needs 1-D parent and last arrays of one length")
@@ -147,22 +177,36 @@ def _run(op: str, table: tuple[Any, Any], a: Any, g: Any = None, h: Any = None, 
         raise TypeError(f"a must be a 2-D float32 or float64 array, got {a.dtype} of shape {tuple(a.shape)}")
     R, D = a.shape
     T = len(parent)
+    W = T
+    if basis is not None:
+        if len(basis) != 4:
+            raise ValueError("basis must be (rows, cols, values, width); see sparse_basis")
+        rows, cols, values, W = basis
+        rows, cols = (np.ascontiguousarray(np.asarray(x), dtype=np.int32) for x in (rows, cols))
+        values = np.ascontiguousarray(np.asarray(values), dtype=np.float64)
+        W = int(W)
+        if not (rows.shape == cols.shape == values.shape and rows.ndim == 1) or W < 0:
+            raise ValueError("basis rows, cols and values must be 1-D of one length, width >= 0")
+        if len(rows) and (rows.min() < 0 or rows.max() >= T or cols.min() < 0 or cols.max() >= W):
+            raise ValueError(f"basis entries must lie inside ({T}, {W})")
+        basis = (rows, cols, values, W)
     if op in ("vjp", "hvp"):
-        _check("g", g, R, T, a.dtype)
+        _check("g", g, R, W, a.dtype)
     if op in ("jvp", "hvp"):
         _check("h", h, R, D, a.dtype)
     if T and (int(last.min()) < 0 or int(last.max()) >= D or bool((parent >= np.arange(T)).any())):
         raise ValueError("monomial table: last must index the columns of a and parent[t] < t")
     if _ext is None or is_cupy(a):
-        return _reference(op, parent, last, a, g, h)
+        return _reference(op, parent, last, a, g, h, basis)
     a, g, h = (None if x is None else np.ascontiguousarray(x) for x in (a, g, h))
-    out = np.empty((R, T if op in ("forward", "jvp") else D), dtype=a.dtype)
+    out = np.empty((R, W if op in ("forward", "jvp") else D), dtype=a.dtype)
     code = _OPS[op]
     n = max(1, min(threads or default_threads(), R // MIN_ROWS_PER_THREAD))
     bounds = [R * k // n for k in range(n + 1)]
+    extra = () if basis is None else basis
 
     def call(lo: int, hi: int) -> None:
-        _ext.run(code, parent, last, a, g, h, out, lo, hi)
+        _ext.run(code, parent, last, a, g, h, out, lo, hi, *extra)
 
     if n == 1:
         call(0, R)
@@ -177,21 +221,25 @@ def _run(op: str, table: tuple[Any, Any], a: Any, g: Any = None, h: Any = None, 
     return out
 
 
-def monomials(a: Any, table: tuple[Any, Any], threads: int | None = None) -> Any:
-    """``M[r, t] = m_t(a[r])`` for ``a`` (R, D): shape (R, T)."""
-    return _run("forward", table, a, threads=threads)
+def monomials(a: Any, table: tuple[Any, Any], threads: int | None = None, basis: Any = None) -> Any:
+    """``M[r, t] = m_t(a[r])`` for ``a`` (R, D): shape (R, T); ``M B`` (R, W) with a basis."""
+    return _run("forward", table, a, threads=threads, basis=basis)
 
 
-def monomials_vjp(a: Any, g: Any, table: tuple[Any, Any], threads: int | None = None) -> Any:
-    """``sum_t g[r, t] dm_t/da (a[r])`` for ``g`` (R, T): shape (R, D)."""
-    return _run("vjp", table, a, g=g, threads=threads)
+def monomials_vjp(a: Any, g: Any, table: tuple[Any, Any], threads: int | None = None, basis: Any = None) -> Any:
+    """``sum_t g[r, t] dm_t/da (a[r])`` for ``g`` (R, T) (``(g B^T)[r, t]`` with a basis, ``g`` (R, W)):
+    shape (R, D)."""
+    return _run("vjp", table, a, g=g, threads=threads, basis=basis)
 
 
-def monomials_jvp(a: Any, h: Any, table: tuple[Any, Any], threads: int | None = None) -> Any:
-    """``sum_c h[r, c] dm_t/da_c (a[r])`` for ``h`` (R, D): shape (R, T)."""
-    return _run("jvp", table, a, h=h, threads=threads)
+def monomials_jvp(a: Any, h: Any, table: tuple[Any, Any], threads: int | None = None, basis: Any = None) -> Any:
+    """``sum_c h[r, c] dm_t/da_c (a[r])`` for ``h`` (R, D): shape (R, T); times ``B`` (R, W) with a basis."""
+    return _run("jvp", table, a, h=h, threads=threads, basis=basis)
 
 
-def monomials_hvp(a: Any, g: Any, h: Any, table: tuple[Any, Any], threads: int | None = None) -> Any:
-    """``sum_t g[r, t] sum_c h[r, c] d^2 m_t/(da da_c) (a[r])``: shape (R, D)."""
-    return _run("hvp", table, a, g=g, h=h, threads=threads)
+def monomials_hvp(
+    a: Any, g: Any, h: Any, table: tuple[Any, Any], threads: int | None = None, basis: Any = None
+) -> Any:
+    """``sum_t g[r, t] sum_c h[r, c] d^2 m_t/(da da_c) (a[r])``: shape (R, D) (``g B^T`` for ``g`` with a
+    basis)."""
+    return _run("hvp", table, a, g=g, h=h, threads=threads, basis=basis)

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cartesian_irreps.runtime.monomials import symmetric_monomial_table
+from cartesian_irreps.runtime.monomials import sparse_basis, symmetric_monomial_table
 from mlip import autodiff as ad
-from mlip.monomials import monomials
+from mlip.monomials import basis_product, monomials
 
 
 def _second_order(f, x0):
@@ -97,6 +97,38 @@ def test_monomial_ops_match_the_composition_to_second_order(seed, dim, degree, d
         return ad.sum(ad.sin(m) * w)
 
     assert len(ends) >= 1
+    got = _second_order(lambda x: f(x, True), x0)
+    ref = _second_order(lambda x: f(x, False), x0)
+    tol = 1e-10 if dtype == np.float64 else 2e-3
+    for a, b in zip(got, ref):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@given(
+    st.integers(0, 10**6),
+    st.integers(1, 4),
+    st.integers(1, 3),
+    st.integers(0, 6),
+    st.sampled_from([np.float64, np.float32]),
+)
+def test_basis_product_matches_monomials_then_matmul_to_second_order(seed, dim, degree, width, dtype):
+    """``basis_product(a, table, sparse B)`` against ``monomials(a) @ B`` (dense Gemm), gradient and HVP."""
+    rng = np.random.default_rng(seed)
+    table = symmetric_monomial_table(dim, degree)
+    T = len(table[0])
+    B = rng.standard_normal((T, width)) * (rng.random((T, width)) < 0.4)
+    x0 = rng.standard_normal((2, 3, dim)).astype(dtype)
+    w = rng.standard_normal((2, 3, width)).astype(dtype)
+
+    def f(x, fast):
+        if fast:
+            y = basis_product(x, table, sparse_basis(B))
+        else:
+            m = monomials(x, table)
+            y = ad.reshape(ad.matmul(ad.reshape(m, (-1, T)), ad.constant(B.astype(dtype))), (2, 3, width))
+        return ad.sum(ad.sin(y) * w)
+
     got = _second_order(lambda x: f(x, True), x0)
     ref = _second_order(lambda x: f(x, False), x0)
     tol = 1e-10 if dtype == np.float64 else 2e-3

@@ -120,3 +120,93 @@ def test_compiled_kernel_validates_its_own_arguments():
         ext.run(1, p, last, a, None, None, np.empty((3, 2)), 0, 3)
     with pytest.raises(ValueError, match="out must have shape"):
         ext.run(0, p, last, a, None, None, np.empty((3, 1)), 0, 3)
+
+
+@settings(deadline=None, max_examples=30)
+@given(
+    st.integers(0, 10**6),
+    st.integers(1, 6),
+    st.integers(1, 3),
+    st.integers(0, 700),
+    st.integers(0, 9),
+    st.floats(0.0, 1.0),
+    st.sampled_from(DTYPES),
+    st.sampled_from([None, 1, 2]),
+)
+def test_sparse_basis_is_the_dense_matrix_product(seed, dim, degree, rows, width, density, dtype, threads):
+    """With a basis B the four ops are those of ``a -> M(a) B``: forward/JVP times B, VJP/HVP of ``g B^T``,
+    compared with explicit products and the dense matrix, for any sparsity (empty and full included)."""
+    rng = np.random.default_rng(seed)
+    table = M.symmetric_monomial_table(dim, degree)
+    T = len(table[0])
+    B = rng.standard_normal((T, width)) * (rng.random((T, width)) < density)
+    basis = M.sparse_basis(B)
+    assert len(basis[0]) == np.count_nonzero(B) and basis[3] == width
+    a = rng.standard_normal((rows, dim))
+    g = rng.standard_normal((rows, width))
+    h = rng.standard_normal((rows, dim))
+    tol = dict(rtol=1e-11, atol=1e-11) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-4)
+    a_, g_, h_ = (x.astype(dtype) for x in (a, g, h))
+    fwd = M.monomials(a_, table, threads=threads, basis=basis)
+    assert fwd.dtype == dtype and fwd.shape == (rows, width)
+    np.testing.assert_allclose(fwd, explicit(a, index_tuples(dim, degree)) @ B, **tol)
+    for op, args, want in (
+        ("vjp", (g_,), M.monomials_vjp(a, g @ B.T, table)),
+        ("jvp", (h_,), M.monomials_jvp(a, h, table) @ B),
+        ("hvp", (g_, h_), M.monomials_hvp(a, g @ B.T, h, table)),
+    ):
+        got = getattr(M, f"monomials_{op}")(a_, *args, table, threads=threads, basis=basis)
+        np.testing.assert_allclose(got, want, **tol)
+        ref_args = {"vjp": (g, None), "jvp": (None, h), "hvp": (g, h)}[op]
+        np.testing.assert_allclose(M._reference(op, *table, a, *ref_args, basis), want, rtol=1e-11, atol=1e-11)
+
+
+def test_bad_basis_is_named():
+    table = M.symmetric_monomial_table(2, 2)
+    a = np.ones((3, 2))
+    with pytest.raises(ValueError, match="inside"):
+        M.monomials(a, table, basis=(np.array([9]), np.array([0]), np.array([1.0]), 2))
+    with pytest.raises(ValueError, match="inside"):
+        M.monomials(a, table, basis=(np.array([0]), np.array([2]), np.array([1.0]), 2))
+    with pytest.raises(ValueError, match="one length"):
+        M.monomials(a, table, basis=(np.array([0, 1]), np.array([0]), np.array([1.0]), 2))
+    with pytest.raises(ValueError, match="g must have shape"):
+        M.monomials_vjp(a, np.ones((3, 5)), table, basis=M.sparse_basis(np.eye(5, 2)))
+    with pytest.raises(ValueError, match="2-D"):
+        M.sparse_basis(np.ones(3))
+    if M.kernel_available():
+        from cartesian_irreps import _monomials as ext
+
+        p, last = table
+        with pytest.raises(ValueError, match="basis entry"):
+            ext.run(
+                0,
+                p,
+                last,
+                a,
+                None,
+                None,
+                np.empty((3, 2)),
+                0,
+                3,
+                np.array([7], np.int32),
+                np.array([0], np.int32),
+                np.array([1.0]),
+                2,
+            )
+        with pytest.raises(ValueError, match="width"):
+            ext.run(
+                0,
+                p,
+                last,
+                a,
+                None,
+                None,
+                np.empty((3, 2)),
+                0,
+                3,
+                np.array([0], np.int32),
+                np.array([0], np.int32),
+                np.array([1.0], np.float32),
+                2,
+            )
