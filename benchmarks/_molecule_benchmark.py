@@ -41,6 +41,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -614,8 +615,26 @@ def docs_section(summary: Mapping[str, Any], spec: MoleculeSpec, docs: Path) -> 
     files = s["files"]
     for key, label in (("learning_curve", "learning curve"), ("parity", "parity plot"), ("energy_profile", "profile")):
         if files.get(key):
-            lines.append(f"![{spec.name} {label}]({_rel(Path(s['output_dir']) / files[key], docs.parent)})")
+            lines.append(f"![{spec.name} {label}]({_rel(docs_image(docs, spec.name, key), docs.parent)})")
     return "\n".join(lines)
+
+
+def docs_image(docs: Path, name: str, key: str) -> Path:
+    """Where the docs keep a copy of a run's figure: ``<docs dir>/img/<name>_<key>.png``."""
+    return docs.parent / "img" / f"{name}_{key}.png"
+
+
+def copy_figures(summary: Mapping[str, Any], name: str, docs: Path) -> None:
+    """Copy the run's PNGs next to the docs (:func:`docs_image`), so the section's links hold wherever
+    ``--output-dir`` was; a figure the run did not make is removed there rather than left stale."""
+    for key in ("learning_curve", "parity", "energy_profile"):
+        target = docs_image(docs, name, key)
+        source = summary["files"].get(key)
+        if source:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(summary["output_dir"]) / source, target)
+        else:
+            target.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------------- command
@@ -915,6 +934,7 @@ def run(args: argparse.Namespace, command: str) -> int:
     summary_path = _write_json(out_dir / "summary.json", summary)
 
     if not args.no_docs:
+        copy_figures(summary, spec.name, Path(args.docs_file))
         docs = update_docs(Path(args.docs_file), spec.name, docs_section(summary, spec, Path(args.docs_file)))
         log(f"[{spec.name}] updated the {spec.name} section of {docs}")
 

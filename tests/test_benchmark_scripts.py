@@ -99,7 +99,10 @@ def test_acac_end_to_end_and_resume(acac: ModuleType, tmp_path: Path) -> None:
     assert summary["profile"]["metrics"]["profile_bins"] >= 2
     text = docs.read_text()
     assert "keep me" in text and text.count("<!-- acac:start -->") == 1
-    assert "](acac/parity.png)" in text and "run/learning_curve.png" in text
+    # the figures are copied next to the docs, so the links hold wherever --output-dir is
+    assert "](img/acac_parity.png)" in text and "](img/acac_learning_curve.png)" in text
+    for key in ("parity", "learning_curve", "energy_profile"):
+        assert (tmp_path / "img" / f"acac_{key}.png").read_bytes()[:4] == b"\x89PNG", key
 
     assert acac.main([*args, "--resume", "--epochs", "2"]) == 0  # continues the same run to epoch 2
     summary = json.loads((out / "summary.json").read_text())
@@ -127,3 +130,5 @@ def test_3bpa_excludes_training_structures_and_skips_the_profile(
     assert summary["profile"]["skipped"] and not (out / "energy_profile.png").exists()
     assert (out / "parity.png").is_file() and (out / "run" / "best.npz").is_file()
     assert docs.read_text().startswith("# Benchmarks") and "<!-- 3bpa:start -->" in docs.read_text()
+    img = tmp_path / "img"
+    assert (img / "3bpa_parity.png").is_file() and not (img / "3bpa_energy_profile.png").exists()
