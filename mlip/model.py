@@ -523,7 +523,8 @@ class Potential:
                 stacked = ad.stack(parts, axis=2)  # (N, K, P_k, 2l+1)
                 wmix = P(f"{pre}.mix.{_kname(k)}")
                 A[k] = ad.einsum("nkpm,kpq->nqm", stacked, wmix) * (1.0 / math.sqrt(K * len(parts)))
-            # product basis: symmetric monomials of the stacked A, then one matrix product per key
+            # product basis: symmetric monomials of the stacked A times each key's folded coupling matrix
+            # (fused in the compiled kernel; else the monomials, then one matrix product per key)
             a_st = A[lp.a_keys[0]] if len(lp.a_keys) == 1 else ad.concatenate([A[k] for k in lp.a_keys], axis=2)
             fused = None
             if monomial_kernel_available() and not is_cupy(a_st.data):
