@@ -40,7 +40,7 @@
 typedef struct {
     const int32_t *parent, *last;
     Py_ssize_t T, D;
-    /* optional sparse basis (nnz = 0: none): nonzero k is B[bt[k], bj[k]] = bv[k], W columns */
+    /* optional sparse basis (has_basis): nonzero k is B[bt[k], bj[k]] = bv[k]; W columns (T without) */
     const int32_t *bt, *bj;
     const double *bv;
     Py_ssize_t nnz, W;
