@@ -24,6 +24,16 @@ def _second_order(f, x0):
     return g.data, hv.data
 
 
+def _assert_same_to_second_order(f, x0, dtype):
+    """``f(x, True)`` (fast op) and ``f(x, False)`` (reference): same gradient and HVP, in ``dtype``."""
+    got = _second_order(lambda x: f(x, True), x0)
+    ref = _second_order(lambda x: f(x, False), x0)
+    tol = 1e-10 if dtype == np.float64 else 2e-3
+    for a, b in zip(got, ref):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
 @given(st.integers(0, 10**6), st.integers(1, 30), st.booleans())
 def test_pair_gather_equals_index_select(seed, rows, all_paired):
     rng = np.random.default_rng(seed)
@@ -97,12 +107,7 @@ def test_monomial_ops_match_the_composition_to_second_order(seed, dim, degree, d
         return ad.sum(ad.sin(m) * w)
 
     assert len(ends) >= 1
-    got = _second_order(lambda x: f(x, True), x0)
-    ref = _second_order(lambda x: f(x, False), x0)
-    tol = 1e-10 if dtype == np.float64 else 2e-3
-    for a, b in zip(got, ref):
-        assert a.dtype == dtype
-        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    _assert_same_to_second_order(f, x0, dtype)
 
 
 @given(
@@ -129,12 +134,7 @@ def test_basis_product_matches_monomials_then_matmul_to_second_order(seed, dim, 
             y = ad.reshape(ad.matmul(ad.reshape(m, (-1, T)), ad.constant(B.astype(dtype))), (2, 3, width))
         return ad.sum(ad.sin(y) * w)
 
-    got = _second_order(lambda x: f(x, True), x0)
-    ref = _second_order(lambda x: f(x, False), x0)
-    tol = 1e-10 if dtype == np.float64 else 2e-3
-    for a, b in zip(got, ref):
-        assert a.dtype == dtype
-        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    _assert_same_to_second_order(f, x0, dtype)
 
 
 def test_third_derivative_of_monomials_is_refused():
