@@ -353,9 +353,7 @@ def _prune_monomials(
     for mat in matrices.values():
         scale = float(np.abs(mat).max()) if mat.size else 0.0
         mat[np.abs(mat) < 1e-12 * scale] = 0.0
-    used = np.zeros(next(iter(matrices.values())).shape[0], dtype=bool) if matrices else np.zeros(0, bool)
-    for mat in matrices.values():
-        used |= (mat != 0).any(axis=1)
+    used = np.logical_or.reduce([(mat != 0).any(axis=1) for mat in matrices.values()])
     sizes = [dim] + [len(p) for p, _ in select]
     offsets = np.cumsum([0] + sizes)
     keep = [used[offsets[i] : offsets[i + 1]].copy() for i in range(len(sizes))]
