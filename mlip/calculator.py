@@ -34,6 +34,8 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from cartesian_irreps.runtime.backend import import_cupy, is_cupy, to_host
+
 from . import autodiff as ad
 from .data import Batch, SpeciesTable, batch_structures
 from .model import Potential
@@ -41,25 +43,6 @@ from .model import Potential
 __all__ = ["ICTPCalculator"]
 
 _DEVICES = {"cpu": "cpu", "numpy": "cpu", "gpu": "gpu", "cuda": "gpu", "cupy": "gpu"}
-
-
-def _is_cupy(a: Any) -> bool:
-    return type(a).__module__.split(".")[0] == "cupy"
-
-
-def _to_numpy(a: Any) -> np.ndarray:
-    """A NumPy float64 copy of a NumPy or CuPy array."""
-    if _is_cupy(a):
-        a = a.get()
-    return np.array(a, dtype=np.float64)
-
-
-def _import_cupy() -> Any:
-    try:
-        import cupy
-    except ImportError as err:  # pragma: no cover - depends on the machine
-        raise RuntimeError("device='gpu' needs CuPy (pip install cupy-cuda12x) and a CUDA GPU") from err
-    return cupy
 
 
 class ICTPCalculator(Calculator):
@@ -122,23 +105,23 @@ class ICTPCalculator(Calculator):
         """``pot`` with its parameters on ``self.device`` in ``dtype`` (the same object if nothing changes)."""
         has_tensors = any(isinstance(v, ad.Tensor) for v in pot.params.values())
         params = {k: (v.data if isinstance(v, ad.Tensor) else v) for k, v in pot.params.items()}
-        on_gpu = any(_is_cupy(v) for v in params.values())
+        on_gpu = any(is_cupy(v) for v in params.values())
         want_gpu = self.device == "gpu"
         same_dtype = dtype == pot.config.dtype and all(np.dtype(v.dtype) == np.dtype(dtype) for v in params.values())
         if on_gpu == want_gpu and same_dtype and not has_tensors:
             return pot
         if want_gpu:
-            cupy = _import_cupy()
+            cupy = import_cupy("device='gpu'")
             params = {k: cupy.asarray(v, dtype=dtype) for k, v in params.items()}
         else:
-            params = {k: np.ascontiguousarray(_to_numpy(v), dtype=dtype) for k, v in params.items()}
+            params = {k: np.ascontiguousarray(to_host(v), dtype=dtype) for k, v in params.items()}
         config = pot.config if dtype == pot.config.dtype else pot.config.replace(dtype=dtype)
         return Potential(config, params)
 
     @property
     def xp(self) -> Any:
         """The array module of the parameters: ``numpy`` or ``cupy``."""
-        return _import_cupy() if self.device == "gpu" else np
+        return import_cupy("device='gpu'") if self.device == "gpu" else np
 
     def build_batch(self, atoms: Atoms) -> Batch:
         """A one-structure batch of ``atoms`` for this model (NumPy arrays, the model's dtype).
@@ -194,15 +177,15 @@ class ICTPCalculator(Calculator):
         if self.device == "gpu":
             batch = batch.to(self.xp)
         out = self.potential.evaluate(batch, forces=True, stress=want_stress)
-        energy = float(_to_numpy(out["energy"])[0])
+        energy = float(to_host(out["energy"], np.float64)[0])
         results: dict[str, Any] = {
             "energy": energy,
             "free_energy": energy,
-            "forces": _to_numpy(out["forces"]),
+            "forces": to_host(out["forces"], np.float64),
         }
         if want_stress:
-            results["stress"] = full_3x3_to_voigt_6_stress(_to_numpy(out["stress"])[0])
+            results["stress"] = full_3x3_to_voigt_6_stress(to_host(out["stress"], np.float64)[0])
         if "energies" in properties:
             vectors = ad.constant(batch.edge_vectors())
-            results["energies"] = _to_numpy(self.potential.site_energies(batch, vectors).data)
+            results["energies"] = to_host(self.potential.site_energies(batch, vectors).data, np.float64)
         self.results.update(results)

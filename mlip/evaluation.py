@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from cartesian_irreps.runtime.backend import to_host
+
 from .data import SpeciesTable, batch_structures
 from .metrics import compute_metrics
 from .model import Potential
@@ -45,10 +47,6 @@ __all__ = [
     "write_predictions_csv",
     "write_predictions_extxyz",
 ]
-
-
-def _host(a: Any) -> np.ndarray:
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
 
 
 def load_potential(model: Potential | str | os.PathLike[str], device: str = "numpy") -> Potential:
@@ -142,10 +140,10 @@ def predict(
 
             b = b.to(cupy)
         out = pot.evaluate(b, forces=True, stress=stress)
-        energies.append(_host(out["energy"]).astype(np.float64))
-        forces.append(_host(out["forces"]).astype(np.float64))
+        energies.append(to_host(out["energy"]).astype(np.float64))
+        forces.append(to_host(out["forces"]).astype(np.float64))
         if stress:
-            stresses.append(_host(out["stress"]).astype(np.float64))
+            stresses.append(to_host(out["stress"]).astype(np.float64))
     return Predictions(
         energy=np.concatenate(energies),
         forces=np.concatenate(forces),

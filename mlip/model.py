@@ -43,7 +43,7 @@ import numpy as np
 
 from cartesian_irreps._validate import parity_of
 from cartesian_irreps.runtime import tables
-from cartesian_irreps.runtime.backend import is_cupy
+from cartesian_irreps.runtime.backend import is_cupy, module_of
 from cartesian_irreps.runtime.fused import GraphIndex, PathTable
 from cartesian_irreps.runtime.monomials import sparse_basis, table_from_levels
 
@@ -578,7 +578,7 @@ class Potential:
         With ``create_graph=True`` (training) the results are autodiff Tensors that can be
         differentiated again with respect to parameters given as Tensors.
         """
-        xp = _xp_of(batch.positions)
+        xp = module_of(batch.positions)
         dtype = np.dtype(self.config.dtype)
         if np.dtype(batch.positions.dtype) != dtype:
             raise TypeError(
@@ -636,14 +636,6 @@ def _device_matrix(mat: np.ndarray, dtype: Any, xp: Any) -> Any:
     if key not in _DEVICE_MATRICES:
         _DEVICE_MATRICES[key] = (mat, xp.asarray(np.ascontiguousarray(mat, dtype=dtype)))
     return _DEVICE_MATRICES[key][1]
-
-
-def _xp_of(a: Any) -> Any:
-    if type(a).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
 
 
 def save_model(path: str | os.PathLike, config: ModelConfig, params: dict[str, Any], extra: dict | None = None) -> None:

@@ -66,6 +66,8 @@ from typing import Any, TextIO
 import numpy as np
 from ase import Atoms
 
+from cartesian_irreps.runtime.backend import module_for_device, module_of, to_host
+
 from . import autodiff as ad
 from .data import Batch, SpeciesTable, batch_structures, read_structures
 from .metrics import compute_metrics
@@ -454,7 +456,7 @@ def collate(graphs: Sequence[Batch]) -> Batch:
         raise ValueError("collate needs at least one batch")
     if len(graphs) == 1:
         return graphs[0]
-    xp = _xp_of(graphs[0].positions)
+    xp = module_of(graphs[0].positions)
     # index bookkeeping on the host from the array shapes (no device round trip)
     atoms_per = [g.num_atoms for g in graphs]
     edges_per = [g.num_edges for g in graphs]
@@ -469,8 +471,8 @@ def collate(graphs: Sequence[Batch]) -> Batch:
         edge_batch = np.repeat(np.arange(S, dtype=np.int64), edges_per)
     else:
         starts = np.cumsum([0, *structures_per[:-1]])
-        batch_index = np.concatenate([_host(g.batch) + int(o) for g, o in zip(graphs, starts)])
-        edge_batch = np.concatenate([_host(g.edge_batch) + int(o) for g, o in zip(graphs, starts)])
+        batch_index = np.concatenate([to_host(g.batch) + int(o) for g, o in zip(graphs, starts)])
+        edge_batch = np.concatenate([to_host(g.edge_batch) + int(o) for g, o in zip(graphs, starts)])
 
     def labels(name: str, per_atom: bool) -> tuple[Any, Any]:
         values = [getattr(g, name) for g in graphs]
@@ -515,28 +517,6 @@ def collate(graphs: Sequence[Batch]) -> Batch:
         forces_mask=forces_mask,
         stress_mask=stress_mask,
     )
-
-
-def _xp_of(a: Any) -> Any:
-    if type(a).__module__.split(".")[0] == "cupy":
-        import cupy
-
-        return cupy
-    return np
-
-
-def _host(a: Any) -> np.ndarray:
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
-
-
-def _array_module(device: str) -> Any:
-    if device == "numpy":
-        return np
-    try:
-        import cupy
-    except ImportError as err:
-        raise ValueError("device 'cupy' needs CuPy (pip install cupy-cuda12x) and a GPU") from err
-    return cupy
 
 
 @dataclass
@@ -607,7 +587,7 @@ def _fingerprint(*batches: Batch) -> str:
             v = getattr(b, name)
             if v is not None:
                 h.update(name.encode())
-                h.update(np.ascontiguousarray(_host(v), dtype=np.float64).tobytes())
+                h.update(np.ascontiguousarray(to_host(v), dtype=np.float64).tobytes())
     return h.hexdigest()
 
 
@@ -629,13 +609,13 @@ def reference_energies(
         DataError: an element of the table missing from ``isolated``.
     """
     S = len(table)
-    species = _host(batch.species)
+    species = to_host(batch.species)
     counts = np.zeros((batch.num_structures, S))
-    np.add.at(counts, (_host(batch.batch), species), 1.0)
+    np.add.at(counts, (to_host(batch.batch), species), 1.0)
     if batch.energy is None:
         return np.zeros(S), np.zeros(S)
-    energy = _host(batch.energy).astype(np.float64)
-    mask = _host(batch.energy_mask) if batch.energy_mask is not None else np.ones(len(energy), bool)
+    energy = to_host(batch.energy).astype(np.float64)
+    mask = to_host(batch.energy_mask) if batch.energy_mask is not None else np.ones(len(energy), bool)
     counts, energy = counts[mask], energy[mask]
     if isolated is not None:
         missing = [s for s in table.symbols if s not in isolated]
@@ -714,9 +694,9 @@ def prepare_data(
                 f"({config.isolated_atoms_file or 'isolated energies'} gives: {', '.join(isolated_energies) or 'none'})"
             )
     _, mu = reference_energies(full_train, table, isolated_energies)
-    forces = _host(full_train.forces) if full_train.forces is not None else None
+    forces = to_host(full_train.forces) if full_train.forces is not None else None
     if forces is not None and full_train.forces_mask is not None:
-        forces = forces[np.repeat(_host(full_train.forces_mask), _host(full_train.n_atoms))]
+        forces = forces[np.repeat(to_host(full_train.forces_mask), to_host(full_train.n_atoms))]
     force_rms = math.nan
     if forces is not None and forces.size:
         force_rms = float(np.sqrt(np.mean(forces.astype(np.float64) ** 2)))
@@ -729,7 +709,7 @@ def prepare_data(
     except (TypeError, ValueError) as err:
         raise ValueError(f"model: {err}") from err
 
-    xp = _array_module(config.device)
+    xp = module_for_device(config.device)
     train_graphs = [g.to(xp) if xp is not np else g for g in split_batch(full_train)]
     valid_graphs = [g.to(xp) if xp is not np else g for g in split_batch(full_valid)]
     vb = config.valid_batch_size
@@ -827,7 +807,7 @@ def save_checkpoint(path: str | os.PathLike[str], meta: Mapping[str, Any], array
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {k: _host(v) for k, v in arrays.items()}
+    payload = {k: to_host(v) for k, v in arrays.items()}
     payload["__meta__"] = np.frombuffer(json.dumps(_jsonable(dict(meta))).encode(), dtype=np.uint8)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -952,7 +932,7 @@ class Trainer:
         self.curve_path = self.out_dir / "learning_curve.png"
         self.callbacks = list(callbacks)
         self.stream = stream if stream is not None else sys.stdout
-        self.xp = _array_module(config.device)
+        self.xp = module_for_device(config.device)
 
         meta = arrays = None
         if resume:
@@ -1239,14 +1219,14 @@ class Trainer:
             )
             total += _loss_value(out, terms)
             if b.energy is not None:
-                mask = _host(b.energy_mask) if b.energy_mask is not None else slice(None)
-                pe.append(_host(out["energy"])[mask])
-                re.append(_host(b.energy)[mask])
-                na.append(_host(b.n_atoms)[mask])
+                mask = to_host(b.energy_mask) if b.energy_mask is not None else slice(None)
+                pe.append(to_host(out["energy"])[mask])
+                re.append(to_host(b.energy)[mask])
+                na.append(to_host(b.n_atoms)[mask])
             if b.forces is not None:
-                am = np.repeat(_host(b.forces_mask), _host(b.n_atoms)) if b.forces_mask is not None else slice(None)
-                pf.append(_host(out["forces"])[am])
-                rf.append(_host(b.forces)[am])
+                am = np.repeat(to_host(b.forces_mask), to_host(b.n_atoms)) if b.forces_mask is not None else slice(None)
+                pf.append(to_host(out["forces"])[am])
+                rf.append(to_host(b.forces)[am])
         n = len(self.data.valid)
         res = {"valid_loss": total / n}
         if pe:

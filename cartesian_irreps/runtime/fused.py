@@ -57,10 +57,7 @@ row once.  The thread split and edge lists are cached on the :class:`GraphIndex`
 from __future__ import annotations
 
 import itertools
-import os
-import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -68,6 +65,7 @@ from typing import Any
 import numpy as np
 
 from .._validate import check_triple
+from .backend import THREADS_ENV, default_threads, run_parallel
 
 try:  # the compiled kernel is optional (setup.py declares it optional=True)
     from .. import _fused as _ext
@@ -91,8 +89,6 @@ __all__ = [
 
 #: the four modes, in the kernel's numbering (0, 1, 2, 3)
 MODES: tuple[str, ...] = ("z", "x", "y", "w")
-#: environment variable that sets the default number of threads of :func:`phi_grad`
-THREADS_ENV = "CARTESIAN_IRREPS_NUM_THREADS"
 #: fewer edges than this per thread are not worth a thread hand-off
 MIN_EDGES_PER_THREAD = 512
 
@@ -387,40 +383,6 @@ def _prepare(
 # threads
 
 
-_pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-
-
-def default_threads() -> int:
-    """Threads used by :func:`phi_grad` by default: ``$CARTESIAN_IRREPS_NUM_THREADS``, else the usable CPUs."""
-    env = os.environ.get(THREADS_ENV, "").strip()
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"{THREADS_ENV}={env!r} is not an integer") from None
-        if n < 1:
-            raise ValueError(f"{THREADS_ENV}={env!r} must be >= 1")
-        return n
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - platforms without sched_getaffinity
-        return max(1, os.cpu_count() or 1)
-
-
-def _executor(workers: int) -> ThreadPoolExecutor:
-    """A module-level pool with at least ``workers`` threads, created lazily (and grown if needed)."""
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_size < workers:
-            # a smaller pool is dropped, not shut down: another thread may still be submitting to it
-            # (its idle workers exit once it is garbage collected)
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cartesian-irreps-fused")
-            _pool_size = workers
-        return _pool
-
-
 def _edge_chunks(E: int, threads: int) -> list[tuple[int, int]]:
     """Split ``[0, E)`` into at most ``threads`` near-equal chunks of at least MIN_EDGES_PER_THREAD edges."""
     n = max(1, min(threads, E // MIN_EDGES_PER_THREAD))
@@ -438,17 +400,7 @@ def _run_kernel(mode: str, table: PathTable, used: dict[str, Any], out: np.ndarr
     def call(lo: int, hi: int) -> None:
         _ext.phi_grad(code, *args, out, *static, lo, hi)
 
-    chunks = _edge_chunks(E, threads)
-    if len(chunks) == 1:
-        call(0, E)
-        return
-    pool = _executor(len(chunks) - 1)
-    futures = [pool.submit(call, lo, hi) for lo, hi in chunks[1:]]
-    try:
-        call(*chunks[0])
-    finally:
-        for f in futures:
-            f.result()
+    run_parallel(call, _edge_chunks(E, threads))
 
 
 # --------------------------------------------------------------------------------------------
@@ -768,17 +720,7 @@ def _run_graph_kernel(
     def call(lo: int, hi: int, edges: np.ndarray | None) -> None:
         _ext.phi_grad_graph(code, *args, out, graph.senders, graph.receivers, edges, ptr, *static, lo, hi)
 
-    chunks = graph.chunks(mode, threads)
-    if len(chunks) == 1:
-        call(*chunks[0])
-        return
-    pool = _executor(len(chunks) - 1)
-    futures = [pool.submit(call, *chunk) for chunk in chunks[1:]]
-    try:
-        call(*chunks[0])
-    finally:
-        for f in futures:
-            f.result()
+    run_parallel(call, graph.chunks(mode, threads))
 
 
 def phi_grad_graph(

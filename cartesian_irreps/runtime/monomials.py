@@ -22,7 +22,7 @@ With a sparse *basis* ``B`` (T, W) (:func:`sparse_basis`, passed as ``basis=``) 
 kernel folds ``B`` in row by row, so the (R, T) monomials are never stored.
 
 The compiled kernel ``cartesian_irreps._monomials`` runs them on NumPy float64/float32 arrays,
-rows split over :func:`cartesian_irreps.runtime.fused.default_threads` threads; without it (or for
+rows split over :func:`cartesian_irreps.runtime.backend.default_threads` threads; without it (or for
 CuPy arrays) the column-by-column reference below runs instead. Accumulation is in float64 in the
 kernel.
 """
@@ -33,8 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import array_module, is_cupy
-from .fused import _executor, default_threads
+from .backend import array_module, default_threads, is_cupy, run_parallel
 
 try:  # optional, like the fused message kernel
     from .. import _monomials as _ext
@@ -208,16 +207,7 @@ def _run(
     def call(lo: int, hi: int) -> None:
         _ext.run(code, parent, last, a, g, h, out, lo, hi, *extra)
 
-    if n == 1:
-        call(0, R)
-        return out
-    pool = _executor(n - 1)
-    futures = [pool.submit(call, bounds[k], bounds[k + 1]) for k in range(1, n)]
-    try:
-        call(bounds[0], bounds[1])
-    finally:
-        for f in futures:
-            f.result()
+    run_parallel(call, [(bounds[k], bounds[k + 1]) for k in range(n)])
     return out
 
 
@@ -237,9 +227,7 @@ def monomials_jvp(a: Any, h: Any, table: tuple[Any, Any], threads: int | None = 
     return _run("jvp", table, a, h=h, threads=threads, basis=basis)
 
 
-def monomials_hvp(
-    a: Any, g: Any, h: Any, table: tuple[Any, Any], threads: int | None = None, basis: Any = None
-) -> Any:
+def monomials_hvp(a: Any, g: Any, h: Any, table: tuple[Any, Any], threads: int | None = None, basis: Any = None) -> Any:
     """``sum_t g[r, t] sum_c h[r, c] d^2 m_t/(da da_c) (a[r])``: shape (R, D) (``g B^T`` for ``g`` with a
     basis)."""
     return _run("hvp", table, a, g=g, h=h, threads=threads, basis=basis)

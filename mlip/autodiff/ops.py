@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from opt_einsum import contract_expression
 
+from cartesian_irreps.runtime.backend import default_threads, run_parallel
+
 from .tensor import Array, Context, Function, Tensor, array_module, constant, is_cupy
 
 Axis = int | tuple[int, ...] | None
@@ -386,17 +388,8 @@ def _silu_apply(x: Array, order: int, g: Array | None, out1: Array | None = None
             e = min(s + _BLOCK, xf.size)
             _silu_formula(xf[s:e], order, None if gf is None else gf[s:e], of[s:e], None if o1 is None else o1[s:e])
 
-    from cartesian_irreps.runtime.fused import _executor, default_threads
-
     n = min(default_threads(), 8)
-    if n > 1:
-        parts = [starts[i::n] for i in range(n)]
-        futures = [_executor(n - 1).submit(run, p) for p in parts[1:]]
-        run(parts[0])
-        for f in futures:
-            f.result()
-    else:
-        run(starts)
+    run_parallel(run, [(starts[i::n],) for i in range(n)])
     return out
 
 
