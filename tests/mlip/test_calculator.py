@@ -21,28 +21,10 @@ from mlip.calculator import ICTPCalculator
 from mlip.data import SpeciesTable, batch_structures
 from mlip.model import ModelConfig, Potential
 
+from .conftest import small_potential
 
-def small_config(**kw) -> ModelConfig:
-    base = dict(
-        elements=("H", "C", "O"),
-        channels=4,
-        lmax=2,
-        hidden_lmax=1,
-        correlation=2,
-        num_layers=2,
-        cutoff=3.0,
-        radial_hidden=(8,),
-        readout_hidden=4,
-        avg_num_neighbors=3.0,
-        atomic_energies=(-1.0, -2.0, -3.0),
-        energy_scale=0.7,
-    )
-    base.update(kw)
-    return ModelConfig(**base)
-
-
-POT = Potential.create(small_config(), seed=1)
-POT_PC = Potential.create(small_config(products="parity_complete"), seed=2)
+POT = small_potential("even", seed=1)
+POT_PC = small_potential("parity_complete", seed=2)
 
 
 def molecule() -> Atoms:

@@ -13,26 +13,7 @@ from mlip import autodiff as ad
 from mlip.data import SpeciesTable, batch_structures
 from mlip.model import ModelConfig, Potential, load_model, param_shapes
 
-TABLE = SpeciesTable(["H", "C", "O"])
-
-
-def small_config(**kw) -> ModelConfig:
-    base = dict(
-        elements=("H", "C", "O"),
-        channels=4,
-        lmax=2,
-        hidden_lmax=1,
-        correlation=2,
-        num_layers=2,
-        cutoff=3.0,
-        radial_hidden=(8,),
-        readout_hidden=4,
-        avg_num_neighbors=3.0,
-        atomic_energies=(-1.0, -2.0, -3.0),
-        energy_scale=0.7,
-    )
-    base.update(kw)
-    return ModelConfig(**base)
+from .conftest import TABLE, small_config, small_potential
 
 
 @st.composite
@@ -65,7 +46,7 @@ def rotation(seed, improper=False):
     return -q if improper else q
 
 
-POTS = {p: Potential.create(small_config(products=p), seed=1) for p in ("even", "parity_complete")}
+POTS = {p: small_potential(p, seed=1) for p in ("even", "parity_complete")}
 
 
 @settings(max_examples=15, deadline=None)
@@ -254,7 +235,8 @@ def test_float32_model_runs_in_float32():
 def test_compiled_monomials_and_pair_halving_change_nothing(monkeypatch):
     """The fast paths (monomial kernel, radial MLP once per edge pair) against the plain ones:
     energies, forces, stress and a force-loss parameter gradient agree to rounding."""
-    import mlip.model as model_module
+    import mlip.blocks as blocks_module
+    import mlip.data.graph as graph_module
 
     pot = Potential.create(small_config(channels=3), seed=7)
     cu = bulk("Cu", "fcc", a=3.6, cubic=True)
@@ -275,9 +257,9 @@ def test_compiled_monomials_and_pair_halving_change_nothing(monkeypatch):
         return out
 
     fast = run()
-    monkeypatch.setattr(model_module, "monomial_kernel_available", lambda: False)
+    monkeypatch.setattr(blocks_module, "monomial_kernel_available", lambda: False)
     monkeypatch.setattr(
-        model_module,
+        graph_module,
         "reverse_edge_pairs",
         lambda s, r, sh: (np.stack([np.arange(len(s)), -np.ones(len(s), int)], 1), np.arange(len(s))),
     )
