@@ -135,6 +135,19 @@ class Batch:
             got = self._topology["pairs"] = EdgePairs.of(self.senders, self.receivers, self.unit_shifts)
         return got
 
+    def set_edge_pairs(self, pairs: EdgePairs) -> None:
+        """Cache ``pairs`` as this batch's edge pairs (known from elsewhere, e.g. concatenated parts).
+
+        Raises:
+            ValueError: ``pairs`` does not have one group entry per edge.
+        """
+        if pairs.group.shape != (self.num_edges,) or pairs.members.ndim != 2 or pairs.members.shape[1] != 2:
+            raise ValueError(
+                f"edge pairs of {pairs.group.shape[0]} edges / members {pairs.members.shape} do not fit "
+                f"a batch of {self.num_edges} edges"
+            )
+        self._topology["pairs"] = pairs
+
     def graph_index(self) -> GraphIndex:
         """The :class:`~cartesian_irreps.runtime.fused.GraphIndex` of the edges (the orderings the graph
         kernels walk), computed once per batch."""

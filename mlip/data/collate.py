@@ -99,5 +99,5 @@ def concatenate_batches(graphs: Sequence[Batch]) -> Batch:
         forces_mask=forces_mask,
         stress_mask=stress_mask,
     )
-    out._topology["pairs"] = EdgePairs.concatenate([g.edge_pairs() for g in graphs])
+    out.set_edge_pairs(EdgePairs.concatenate([g.edge_pairs() for g in graphs]))
     return out

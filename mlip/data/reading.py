@@ -55,6 +55,14 @@ def _lookup_label(atoms: Atoms, key: str | None, per_atom: bool) -> Any:
     return None
 
 
+def _number(value: Any, what: str) -> float:
+    """``value`` as one float, or a ValueError "<what> that is not a single number"."""
+    try:
+        return float(np.asarray(value, dtype=np.float64).item())
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} that is not a single number: {value!r}") from err
+
+
 def _as_3x3(value: Any, what: str, where: str) -> np.ndarray:
     a = np.asarray(value, dtype=np.float64)
     if a.shape == (6,):
@@ -103,10 +111,7 @@ def labels_from_atoms(
     where = f"structure {index}" if index is not None else "the structure"
     energy = _lookup_label(atoms, energy_key, per_atom=False)
     if energy is not None:
-        try:
-            energy = float(np.asarray(energy, dtype=np.float64).item())
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{where} has an energy ({energy_key!r}) that is not a single number: {energy!r}") from err
+        energy = _number(energy, f"{where} has an energy ({energy_key!r})")
         if not math.isfinite(energy):
             raise ValueError(f"{where} has a non-finite energy ({energy_key!r}): {energy}")
     forces = _lookup_label(atoms, forces_key, per_atom=True)
@@ -125,10 +130,7 @@ def labels_from_atoms(
         virial = _as_3x3(virial, f"virial ({virial_key!r})", where)
     weight = _lookup_label(atoms, weight_key, per_atom=False)
     if weight is not None:
-        try:
-            weight = float(np.asarray(weight, dtype=np.float64).item())
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{where} has a weight ({weight_key!r}) that is not a single number: {weight!r}") from err
+        weight = _number(weight, f"{where} has a weight ({weight_key!r})")
         if not (math.isfinite(weight) and weight >= 0):
             raise ValueError(f"{where} has a weight ({weight_key!r}) that is not finite and >= 0: {weight}")
     return Labels(energy=energy, forces=forces, stress=stress, virial=virial, weight=weight)
