@@ -177,16 +177,18 @@ def _group(rng: np.random.Generator, rotations: int, reflections: bool) -> list[
 # --------------------------------------------------------------------------- comparisons
 def _worst(got: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> tuple[bool, float, tuple, float, int]:
     """(ok, max |got - expected|, index of the worst entry, allowed error, entries outside)."""
-    bad = ~np.isfinite(got) & np.isfinite(expected)
+    same = (np.isnan(got) & np.isnan(expected)) | (np.isinf(got) & (got == expected))
+    bad = ~(np.isfinite(got) & np.isfinite(expected)) & ~same
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         return False, float("inf"), idx, 0.0, int(bad.sum())
-    diff = np.abs(got - expected)
+    diff = np.where(same, 0.0, np.abs(np.where(same, 0.0, got) - np.where(same, 0.0, expected)))
     if diff.size == 0:
         return True, 0.0, (), atol, 0
-    scale = float(np.nanmax(np.abs(expected))) if np.isfinite(expected).any() else 0.0
+    finite = np.isfinite(expected)
+    scale = float(np.abs(expected[finite]).max()) if finite.any() else 0.0
     allowed = atol + rtol * scale
-    idx = tuple(int(i) for i in np.unravel_index(int(np.nanargmax(diff)), diff.shape))
+    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape))
     err = float(diff[idx])
     outside = int((diff > allowed).sum())
     return outside == 0, err, idx, allowed, outside
@@ -237,6 +239,8 @@ def assert_equivariant(
         AssertionError naming the transformation, the output, the error and its worst entry.
     """
     check_choice(layout, LAYOUTS, "layout")
+    if rotations < 0 or (rotations == 0 and not reflections):
+        raise ValueError(f"rotations={rotations} with reflections={reflections} tests no transformation")
     lin, _ = _ranks(ranks_in, "ranks_in")
     lout, single = _ranks(rank_out, "rank_out")
     pin = [int(p) for p in _per_item(parity_in, len(lin), "parity_in")]
@@ -268,6 +272,9 @@ def assert_equivariant(
     outs = [to_host(o, np.float64) for o in _outputs(fn(*xs), len(lout), single, "fn")]
     tol = _rtol(rtol, xs[0].dtype)
     for k, (o, l) in enumerate(zip(outs, lout)):
+        if not np.isfinite(o).all():
+            idx = tuple(int(i) for i in np.argwhere(~np.isfinite(o))[0])
+            raise AssertionError(f"output {k} of fn(x) contains NaN or infinity (first at index {idx})")
         dims = _dims(l, layout)
         if o.ndim < len(dims) or tuple(o.shape[o.ndim - len(dims) :]) != dims:
             raise AssertionError(f"output {k} has shape {tuple(o.shape)}; expected last axes {dims} (rank {l})")
@@ -337,6 +344,8 @@ def assert_vjp(
     xs = [x.astype(np.float64) for x in inputs]
     if not xs:
         raise ValueError("assert_vjp needs at least one input")
+    if directions < 1 or not eps > 0:
+        raise ValueError(f"assert_vjp needs directions >= 1 and eps > 0, got directions={directions}, eps={eps}")
     xp = array_module(*xs)
     gen = _generator(rng)
     base = fn(*xs)

@@ -165,11 +165,27 @@ def test_given_inputs_are_used():
         ({"inputs": [np.zeros((2, 5)), np.zeros((2, 5))]}, ValueError, "2 inputs given for 1"),
         ({"batch": [(2,), (3,)]}, ValueError, "one per input"),
         ({"device": "tpu"}, ValueError, "unknown device"),
+        ({"rotations": 0, "reflections": False}, ValueError, "tests no transformation"),
+        ({"rotations": -1}, ValueError, "tests no transformation"),
     ],
 )
 def test_equivariant_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         assert_equivariant(lambda x: x, 2, 2, **kwargs)
+
+
+def test_nan_outputs_fail():
+    message = r"output 0 of fn\(x\) contains NaN or infinity \(first at index \(0, 0, 0\)\)"
+    with pytest.raises(AssertionError, match=message):
+        assert_equivariant(lambda x: x * np.inf, 2, 2)
+    with pytest.raises(ValueError, match="directions >= 1"):
+        assert_vjp(lambda x: x, lambda g, x: g, (np.ones(3),), directions=0)
+    with pytest.raises(ValueError, match="eps > 0"):
+        assert_vjp(lambda x: x, lambda g, x: g, (np.ones(3),), eps=0.0)
+    nan = np.array([1.0, np.nan, np.inf])
+    assert_matches_reference(lambda: nan.copy(), lambda: nan)  # the same non-finite entries agree
+    with pytest.raises(AssertionError, match=r"index \(2,\): got -inf"):
+        assert_matches_reference(lambda: -nan, lambda: nan)
 
 
 def test_bad_outputs_and_matrices():
