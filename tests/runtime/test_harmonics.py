@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from cartesian_irreps.runtime.harmonics import cartesian_harmonics
 from cartesian_irreps.symbolic.harmonics import SYMBOLS, cartesian_harmonic
-from cartesian_irreps.testing import assert_equivariant
+from cartesian_irreps.testing import assert_equivariant, assert_vjp
 from tests.conftest import rational_unit_vectors
 from tests.runtime.strategies import DTYPES, RTOL
 
@@ -40,6 +40,22 @@ def test_gradient_matches_finite_differences(v, lmax, norm, layout):
         for l in range(lmax + 1):
             fd = (plus[l] - minus[l]) / (2 * h)
             assert np.allclose(grads[l][..., a], fd, atol=1e-7, rtol=1e-6)
+
+
+@given(vectors, st.integers(0, 6), st.sampled_from(["published", "unit"]), st.integers(0, 10**6))
+def test_gradient_as_a_vjp(v, lmax, norm, seed):
+    """The gradients, contracted with random cotangents, against finite differences in random directions."""
+
+    def harmonics(r):
+        return cartesian_harmonics(r, lmax, normalization=norm)
+
+    def vjp(cotangents, r):
+        _, grads = cartesian_harmonics(r, lmax, normalization=norm, gradient=True)
+        return sum(np.einsum("nm,nmd->nd", c, g) for c, g in zip(cotangents, grads))
+
+    assert_vjp(harmonics, vjp, (v,), rtol=1e-6, atol=1e-9, rng=seed)
+    with pytest.raises(AssertionError, match="finite differences"):
+        assert_vjp(harmonics, lambda c, r: vjp(c, r) + 1e-3 * r, (v,), rng=seed)
 
 
 @given(vectors, st.integers(0, 10**6), DTYPES)
