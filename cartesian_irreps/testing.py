@@ -335,8 +335,9 @@ def assert_vjp(
 
         fd_i = (<v, f(.., x_i + eps u_i, ..)> - <v, f(.., x_i - eps u_i, ..)>) / (2 eps)  ~ <v, J_i u_i>
 
-    must equal ``<J_i^T v, u_i>`` within ``atol + rtol * sum |J_i^T v * u_i|`` (the adjoint identity with the
-    Jacobian measured by finite differences). With ``jvp_fn(tangents, *inputs)`` (tangents: one per input;
+    must equal ``<J_i^T v, u_i>`` within ``atol + rtol * sum |J_i^T v * u_i|`` plus the rounding error of the
+    difference, ``64 eps_64 (sum |v f(x+)| + sum |v f(x-)|) / (2 eps)`` (the adjoint identity with the Jacobian
+    measured by finite differences). With ``jvp_fn(tangents, *inputs)`` (tangents: one per input;
     returns the structure of fn's output) the identity ``<v, J_i u_i> = <J_i^T v, u_i>`` is also checked for
     each input, within ``atol + adjoint_rtol * sum |J_i^T v * u_i|`` (``adjoint_rtol`` defaults to ``rtol``; both sides
     are exact there, so it may be much tighter).
@@ -352,9 +353,10 @@ def assert_vjp(
     single = not isinstance(base, (list, tuple))
     outs = _outputs(base, 1 if single else len(base), single, "fn")
 
-    def project(v: list[Any], args: list[Any]) -> float:
+    def project(v: list[Any], args: list[Any]) -> tuple[float, float]:
+        """(<v, f(args)>, sum |v * f(args)|): the value and the size of its terms (for the rounding error)."""
         res = _outputs(fn(*args), len(outs), single, "fn")
-        return sum(_dot(a, b) for a, b in zip(res, v))
+        return sum(_dot(a, b) for a, b in zip(res, v)), sum(_abs_dot(a, b) for a, b in zip(res, v))
 
     for d in range(directions):
         v = [xp.asarray(gen.standard_normal(tuple(o.shape))) for o in outs]
@@ -367,9 +369,11 @@ def assert_vjp(
             _check_shape(g, x.shape, f"gradient {i} from vjp_fn")
             plus = [x + eps * u if j == i else y for j, y in enumerate(xs)]
             minus = [x - eps * u if j == i else y for j, y in enumerate(xs)]
-            fd = (project(v, plus) - project(v, minus)) / (2 * eps)
+            (p_val, p_size), (m_val, m_size) = project(v, plus), project(v, minus)
+            fd = (p_val - m_val) / (2 * eps)
             an = _dot(g, u)
-            allowed = atol + rtol * max(_abs_dot(g, u), abs(fd))
+            rounding = 64 * np.finfo(np.float64).eps * (p_size + m_size) / (2 * eps)  # what FD cannot resolve
+            allowed = atol + rtol * max(_abs_dot(g, u), abs(fd)) + rounding
             if not abs(fd - an) <= allowed:
                 ratio = f"{an / fd:.6g}" if fd else "inf"
                 raise AssertionError(
