@@ -86,9 +86,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     reporter = None if args.quiet else _RankProgress(args.lmax, start)
     if reporter:
+        estimate = format_duration(estimated_seconds(args.lmax))
+        estimate = estimate if estimate.startswith("under") else "~" + estimate
         print(
-            f"verify: lmax={args.lmax}, ranks 0..{args.lmax} in order "
-            f"(estimated ~{format_duration(estimated_seconds(args.lmax))} on the reference machine)",
+            f"verify: lmax={args.lmax}, ranks 0..{args.lmax} in order (estimated {estimate} on the reference machine)",
             file=sys.stderr,
         )
     results = verify.run(
