@@ -29,9 +29,23 @@ from collections.abc import Sequence
 from . import demo, md, train
 from . import eval as eval_cmd
 
-__all__ = ["build_parser", "entry", "main"]
+__all__ = ["build_parser", "entry", "main", "version"]
 
 _COMMANDS = {"train": train, "eval": eval_cmd, "md": md, "demo": demo}
+
+
+def version() -> str:
+    """The installed version of the ``cartesian-irreps`` distribution (``cartesian_irreps.__version__``
+    when it is not installed, e.g. run from a source tree)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("cartesian-irreps")
+    except PackageNotFoundError:
+        from cartesian_irreps import __version__
+
+        return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mlip",
         description="Train, evaluate and run an irreducible-Cartesian-tensor interatomic potential.",
     )
+    parser.add_argument("--version", action="version", version=f"mlip (cartesian-irreps) {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,md,demo}")
     for module in _COMMANDS.values():
         module.add_parser(sub)
@@ -56,8 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (DataError, TrainingError, ValueError, FileNotFoundError, RuntimeError) as err:
+    except (DataError, TrainingError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # the file system: a missing file, a folder given as a file, no permission
+        where = f": {err.filename}" if err.filename and str(err.filename) not in str(err.strerror or "") else ""
+        print(f"error: {err.strerror or err}{where}" if err.strerror else f"error: {err}", file=sys.stderr)
         return 1
 
 

@@ -26,18 +26,21 @@ __all__ = ["add_parser", "run", "train_options"]
 MODEL_DEST = "model."
 
 
-def _flag_type(hint: Any) -> tuple[Any, bool]:
-    """The argparse type of a field annotation and whether it is a boolean switch."""
+def _flag_type(hint: Any) -> tuple[Any, str]:
+    """The argparse type of a field annotation and its kind: ``"switch"`` (bool), ``"many"`` (``list[X]``:
+    several values after the flag), ``"one"``."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
         hint = args[0]
     if hint is bool:
-        return None, True
-    if typing.get_origin(hint) is tuple:
+        return None, "switch"
+    if typing.get_origin(hint) is tuple:  # a comma-separated list: --radial-hidden 64,64
         item = typing.get_args(hint)[0]
-        return (int_list if item is int else str_list), False
+        return (int_list if item is int else str_list), "one"
+    if typing.get_origin(hint) is list:  # values after the flag: --test a.xyz b.xyz
+        return typing.get_args(hint)[0], "many"
     if hint in (int, float, str):
-        return hint, False
+        return hint, "one"
     raise TypeError(f"no command-line type for the annotation {hint!r}")
 
 
@@ -53,16 +56,17 @@ def _default_text(f: dataclasses.Field) -> str:
 
 
 def _add_field(group: Any, f: dataclasses.Field, hint: Any, help: str, dest: str, **extra: Any) -> None:
-    kind, switch = _flag_type(hint)
+    kind, how = _flag_type(hint)
     flags = [f"--{f.name.replace('_', '-')}", *f.metadata.get("aliases", ())]
     kw: dict[str, Any] = {"dest": dest, "default": None, "help": help + _default_text(f), **extra}
-    if not switch:
-        kw["metavar"] = f.name.upper()
-    if switch:
+    if how == "switch":
         kw["action"] = argparse.BooleanOptionalAction
     else:
         kw["type"] = kind
-        if f.metadata.get("choices"):
+        kw["metavar"] = "FILE" if f.name.endswith(("_file", "_files", "_from")) else f.name.upper()
+        if how == "many":
+            kw["nargs"] = "+"
+        if f.metadata.get("choices") and f.name != "e0":
             kw["choices"] = f.metadata["choices"]
     group.add_argument(*flags, **kw)
 
@@ -76,10 +80,14 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "train",
         help="train a potential",
-        description="Train a potential. Options come from --config (JSON) and are overridden by flags; "
+        description="Train a potential. Options come from --config (JSON or YAML) and are overridden by flags; "
         "with --resume the options stored in the checkpoint are the base.",
     )
-    p.add_argument("--config", help="JSON file of training options (keys as in TrainConfig; 'model': {...})")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="JSON or YAML (.yaml/.yml) file of training options (keys as in TrainConfig; 'model': {...})",
+    )
     groups = {name: p.add_argument_group(name) for name in ("data", "model", "optimisation", "output")}
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
@@ -99,9 +107,9 @@ def add_parser(sub: Any) -> None:
 
 def train_options(args: argparse.Namespace) -> dict[str, Any]:
     """Options of ``mlip train`` after merging checkpoint (on --resume), config file and flags."""
-    from ..training import TrainConfig, load_checkpoint, merge_config, read_json_config
+    from ..training import E0_MODES, TrainConfig, load_checkpoint, merge_config, read_config_file
 
-    file_opts: dict[str, Any] = read_json_config(args.config) if args.config else {}
+    file_opts: dict[str, Any] = read_config_file(args.config) if args.config else {}
     flags: dict[str, Any] = {}
     model: dict[str, Any] = {}
     for dest, value in vars(args).items():
@@ -111,6 +119,8 @@ def train_options(args: argparse.Namespace) -> dict[str, Any]:
             model[dest[len(MODEL_DEST) :]] = value
         elif dest in TrainConfig.__dataclass_fields__:
             flags[dest] = value
+    if flags.get("e0") is not None and flags["e0"] not in E0_MODES:  # --e0 FILE: isolated-atom energies
+        flags["isolated_atoms_file"] = flags.pop("e0")
     if model:
         flags["model"] = model
     if args.quiet:
@@ -142,4 +152,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"model: {result.best_path}  log: {result.log_path}  curve: {result.curve_path}")
         if math.isfinite(result.seconds_per_epoch):
             print(f"{result.epochs_done} epochs, {result.seconds_per_epoch:.2f} s/epoch ({result.status})")
+        if result.test_metrics:
+            keys = ("n_structures", "energy_rmse_mev_atom", "force_rmse_mev_A", "stress_rmse_mev_A3")
+            rows = {Path(name).name: {k: m[k] for k in keys if k in m} for name, m in result.test_metrics.items()}
+            print(f"test sets (best model, epoch {result.best_epoch}):")
+            print(format_table(rows))
+            print(f"test metrics: {Path(config.output_dir) / 'test_metrics.json'}")
     return 0

@@ -22,15 +22,20 @@ validation loss has not improved for ``patience`` (50) epochs.
 **Data.** Every structure's neighbour list is built once (:func:`mlip.data.batch_structures`, then
 split per structure); a batch is a cheap concatenation of those graphs (:func:`collate`), reshuffled
 every epoch by a seeded :class:`numpy.random.Generator` (the global RNG is never used). Per-species
-energies: ``E0_Z`` from isolated-atom energies when given, else least squares on the training set;
-then ``mu_Z = E0_Z + δ_Z`` with ``δ`` the ridge (λ = 1) least-squares fit of the residual energy per atom
-``(E_b - Σ_Z n_bZ E0_Z) / N_b ≈ Σ_Z (n_bZ / N_b) δ_Z`` (:attr:`mlip.model.ModelConfig.atomic_energies`);
-``avg_num_neighbors`` = edges / atoms of the training set; ``energy_scale`` = RMS of the training force
-components (eV/Å).
+energies ``mu_Z`` (:attr:`mlip.model.ModelConfig.atomic_energies`): isolated-atom energies used exactly
+as given, or least squares on the training compositions (only when they determine it), or ``"average"``
+(MACE's), optionally plus a ridge-fitted shift (:mod:`.energies`); ``avg_num_neighbors`` = edges / atoms of
+the training set (an error when no two atoms are within the cutoff); ``energy_scale`` = RMS of the
+training force components (eV/Å). A structure is named in errors by its position in its file.
 
-**Modules**: :mod:`.config` (options), :mod:`.prepare` / :mod:`.energies` / :mod:`.collate` (data),
-:mod:`.loss`, :mod:`.optimisers`, :mod:`.checkpoint`, :mod:`.log`, :mod:`.control` (signals),
-:mod:`.trainer` (the loop); this package re-exports their public names.
+**Stops.** Non-finite losses, gradients or optimiser state, and a diverging loss stop the run with a
+message naming the epoch, the loss and what to do; the bad state is never saved (:mod:`.guards`).
+
+**Modules**: :mod:`.config` (options, config files), :mod:`.sources` / :mod:`.prepare` / :mod:`.energies` /
+:mod:`.collate` (data), :mod:`.loss`, :mod:`.optimisers`, :mod:`.parameters`, :mod:`.guards`,
+:mod:`.checkpoint`, :mod:`.log`, :mod:`.control` (signals), :mod:`.rundir` (output folder),
+:mod:`.testsets`, :mod:`.trainer` (the loop), :mod:`.run` (:func:`train`); this package re-exports their
+public names.
 
 **Files** written into ``output_dir``:
 
@@ -42,7 +47,9 @@ components (eV/Å).
   current batch first);
 * ``best.npz``: the EMA weights of the best validation epoch (:func:`mlip.model.save_model`);
 * ``log.csv``: ``epoch,time_s,lr,train_loss,valid_loss,valid_energy_rmse_mev_atom,valid_force_rmse_mev_A``;
-* ``learning_curve.png`` (every ``plot_every`` epochs and at the end) and ``train_config.json``.
+* ``learning_curve.png`` (every ``plot_every`` epochs and at the end) and ``train_config.json``;
+* with ``test_files``: ``test_metrics.json`` and ``test/<name>_predictions.{csv,extxyz}`` (:mod:`.testsets`);
+* while running: the lock ``.mlip-train.lock`` (one run per folder; :mod:`.rundir`).
 
 An interrupted run continued with ``resume=True`` gives the same parameters as an uninterrupted one.
 """
@@ -58,18 +65,21 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .collate import collate, split_batch
-from .config import TrainConfig, merge_config, read_json_config
+from .config import E0_MODES, TrainConfig, merge_config, read_config_file, read_json_config
 from .energies import RIDGE_LAMBDA, reference_energies
 from .errors import DataError, TrainingError
 from .log import LOG_COLUMNS
 from .loss import _loss_tensor, _loss_terms, _loss_value, _LossTerms
-from .prepare import PreparedData, load_isolated_energies, prepare_data, read_labelled
-from .trainer import Callback, Trainer, TrainResult, train
+from .prepare import PreparedData, prepare_data
+from .run import train
+from .sources import load_isolated_energies, read_labelled
+from .trainer import Callback, Trainer, TrainResult
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "DERIVED_MODEL_FIELDS",
+    "E0_MODES",
     "LOG_COLUMNS",
     "RESUMABLE_CHANGES",
     "RIDGE_LAMBDA",
@@ -89,6 +99,7 @@ __all__ = [
     "load_isolated_energies",
     "merge_config",
     "prepare_data",
+    "read_config_file",
     "read_json_config",
     "read_labelled",
     "reference_energies",

@@ -45,10 +45,11 @@ CHECKPOINT_FORMAT = "cartesian-irreps-mlip-checkpoint"
 CHECKPOINT_VERSION = 1
 #: Model-config fields computed from the training data (not chosen by the user).
 DERIVED_MODEL_FIELDS = ("avg_num_neighbors", "atomic_energies", "energy_scale")
-#: Training options that may change between an interrupted run and its ``--resume``.
+#: Training options that may change between an interrupted run and its ``--resume`` (a new ``lr`` sets the
+#: learning rate of the resumed run).
 RESUMABLE_CHANGES = frozenset(
     {"epochs", "max_minutes", "output_dir", "plot_every", "progress", "device", "train_file", "valid_file"}
-    | {"isolated_atoms_file", "valid_batch_size"}
+    | {"isolated_atoms_file", "valid_batch_size", "test_files", "lr"}
 )
 
 
@@ -135,7 +136,7 @@ def trainer_state(tr: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
         "version": CHECKPOINT_VERSION,
         "model_config": tr.model_config.to_dict(),
         "train_config": tr.config.to_dict(),
-        "layout": [[n, list(s)] for n, s in zip(tr.names, tr.shapes)],
+        "layout": tr.layout.to_json(),
         "data_fingerprint": tr.data.fingerprint,
         "epoch": tr.epoch,
         "batch_index": tr.batch_index,
@@ -147,11 +148,12 @@ def trainer_state(tr: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
         # stopped before the first step of an epoch: the permutation is drawn again on resume
         "rng": tr._rng_before_order if tr._in_epoch and tr.batch_index == 0 else tr.rng.bit_generator.state,
         "history": tr.history,
+        "guard": tr.guard.state(),
         "elapsed_s": tr._elapsed(),
         "epoch_loss_sum": tr.epoch_loss_sum,
         "epoch_seconds": tr.epoch_seconds + (time.perf_counter() - tr._epoch_start if tr._in_epoch else 0.0),
     }
-    arrays = {"params": tr.theta, "ema": tr.ema, "adam_m": tr.m, "adam_v": tr.v, "order": tr.order}
+    arrays = {"params": tr.theta, "ema": tr.ema, "adam_m": tr.adam.m, "adam_v": tr.adam.v, "order": tr.order}
     if tr.config.amsgrad:
         arrays["adam_vmax"] = tr.vmax
     return meta, arrays
@@ -160,9 +162,9 @@ def trainer_state(tr: Trainer) -> tuple[dict[str, Any], dict[str, Any]]:
 def restore_trainer(tr: Trainer, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
     """Set the state of ``tr`` from a checkpoint (checked against its parameter layout and data)."""
     path = tr.checkpoint_path
-    if meta.get("layout") != [[n, list(s)] for n, s in zip(tr.names, tr.shapes)]:
+    if meta.get("layout") != tr.layout.to_json():
         raise TrainingError(f"{path}: its parameter layout does not match the model config")
-    targets = {"params": tr.theta, "ema": tr.ema, "adam_m": tr.m, "adam_v": tr.v}
+    targets = {"params": tr.theta, "ema": tr.ema, "adam_m": tr.adam.m, "adam_v": tr.adam.v}
     if tr.config.amsgrad:
         targets["adam_vmax"] = tr.vmax
     missing = [k for k in [*targets, "order"] if k not in arrays]
@@ -184,6 +186,9 @@ def restore_trainer(tr: Trainer, meta: Mapping[str, Any], arrays: Mapping[str, n
     tr.best_epoch = int(meta["best"]["epoch"])
     tr.best_valid = dict(meta["best"].get("valid", {}))
     tr.history = [dict(r) for r in meta["history"]]
+    guard = meta.get("guard") or {}
+    tr.guard.first_batch = guard.get("first_batch")
+    tr.guard.first_epoch = guard.get("first_epoch", tr.history[0]["train_loss"] if tr.history else None)
     tr.elapsed_before = float(meta["elapsed_s"])
     tr.epoch_loss_sum = float(meta["epoch_loss_sum"])
     tr.epoch_seconds = float(meta.get("epoch_seconds", 0.0))

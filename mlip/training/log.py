@@ -105,6 +105,7 @@ class TrainResult:
         seconds: wall time of this call (s).
         seconds_per_epoch: mean wall time of the epochs of this call, validation included (s).
         history: one log row per epoch (all sessions).
+        test_metrics: ``{test file: metrics}`` of the best model (``None`` without ``test_files``).
     """
 
     status: str
@@ -118,3 +119,4 @@ class TrainResult:
     seconds: float
     seconds_per_epoch: float
     history: list[dict[str, float]]
+    test_metrics: dict[str, dict[str, float]] | None = None

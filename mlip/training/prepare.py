@@ -1,82 +1,35 @@
-"""Data of a training run: reading the files, checking the labels, building every graph once, statistics.
+"""Data of a training run: read and check every file, build every graph once, compute the model statistics.
 
-``avg_num_neighbors`` = edges / atoms of the training set; ``energy_scale`` = RMS of the training force
-components (eV/Å); per-element energies from :mod:`mlip.training.energies`.
+``avg_num_neighbors`` = edges / atoms of the training set (an error when there is no edge at all);
+``energy_scale`` = RMS of the training force components (eV/Å); per-element energies from
+:mod:`mlip.training.energies`. The model's elements are ``model.elements`` when given, those of the
+``init_from`` model when fine-tuning, else those of the training structures; an element of the
+validation or test data outside them is an error naming the element, the structure and the file.
+Everything here happens before the output folder is touched.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 
 from cartesian_irreps.runtime.backend import module_for_device, to_host
 
-from ..data import Batch, SpeciesTable, batch_structures, read_structures
-from ..model import ModelConfig
+from ..data import Batch, SpeciesTable
+from ..model import ModelConfig, load_model
+from .checkpoint import DERIVED_MODEL_FIELDS
 from .collate import collate, split_batch
 from .config import TrainConfig
 from .energies import reference_energies
 from .errors import DataError
+from .sources import Source, batch_source, fingerprint, load_isolated_energies, read_labelled, smallest_distance
 
 __all__ = ["PreparedData", "load_isolated_energies", "prepare_data", "read_labelled"]
-
-
-def read_labelled(path: str | os.PathLike[str], what: str = "data") -> list[Atoms]:
-    """Read structures from a file; a missing, unreadable or empty file raises :class:`DataError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} file {path} does not exist")
-    if path.stat().st_size == 0:
-        raise DataError(f"{what} file {path} is empty: no structures")
-    try:
-        structures = read_structures(path)
-    except Exception as err:  # ASE raises many kinds of errors for malformed files
-        raise DataError(f"cannot read {what} file {path}: {err}") from err
-    if not structures:
-        raise DataError(f"{what} file {path} holds no structures")
-    return structures
-
-
-def load_isolated_energies(
-    source: str | os.PathLike[str] | Sequence[Atoms], energy_key: str = "energy"
-) -> dict[str, float]:
-    """Per-element reference energies (eV) from single-atom structures with energies.
-
-    Args:
-        source: a file (any ASE format) or a list of structures, each a single atom with an energy.
-        energy_key: the energy label.
-
-    Returns:
-        ``{symbol: energy}``.
-
-    Raises:
-        DataError: a structure with more than one atom or without an energy, or an element twice.
-    """
-    from ..data import labels_from_atoms
-
-    name = str(source) if isinstance(source, (str, os.PathLike)) else "the isolated atoms"
-    structures = read_labelled(source, "isolated atoms") if isinstance(source, (str, os.PathLike)) else list(source)
-    if not structures:
-        raise DataError(f"{name}: no isolated-atom structures")
-    out: dict[str, float] = {}
-    for k, atoms in enumerate(structures):
-        if len(atoms) != 1:
-            raise DataError(f"{name}: structure {k} has {len(atoms)} atoms; isolated-atom energies need one atom each")
-        sym = atoms.get_chemical_symbols()[0]
-        e = labels_from_atoms(atoms, energy_key, None, None, None, None, index=k).energy
-        if e is None:
-            raise DataError(f"{name}: structure {k} ({sym}) has no energy ({energy_key!r})")
-        if sym in out:
-            raise DataError(f"{name}: element {sym} appears twice")
-        out[sym] = float(e)
-    return out
 
 
 @dataclass
@@ -91,6 +44,9 @@ class PreparedData:
         valid_batches: validation batches (fixed, built once).
         fingerprint: SHA-256 of the training and validation data (checked on resume).
         force_rms: RMS of the training force components (eV/Å), ``nan`` without forces.
+        notes: warnings for the user (printed by the trainer).
+        init_params: parameters of the ``init_from`` model (``None`` without one).
+        test_sets: ``(file, structures)`` of each ``test_files`` entry.
     """
 
     model_config: ModelConfig
@@ -100,55 +56,75 @@ class PreparedData:
     valid_batches: list[Batch]
     fingerprint: str
     force_rms: float
+    notes: list[str] = field(default_factory=list)
+    init_params: dict[str, np.ndarray] | None = None
+    test_sets: list[tuple[str, list[Atoms]]] = field(default_factory=list)
 
 
-def _required_labels(config: TrainConfig) -> tuple[str, ...]:
-    req = []
-    if config.energy_weight > 0:
-        req.append("energy")
-    if config.forces_weight > 0:
-        req.append("forces")
-    if config.stress_weight > 0:
-        req.append("stress")
-    return tuple(req)
+def _sources(
+    config: TrainConfig, train_structures: Sequence[Atoms] | None, valid_structures: Sequence[Atoms] | None
+) -> tuple[Source, Source]:
+    if train_structures is None:
+        if config.train_file is None:
+            raise DataError("no training data: give train_file (--train-file) or structures")
+        train = Source.of(str(config.train_file), read_labelled(config.train_file, "training"))
+    else:
+        train = Source.of("the training structures", train_structures)
+    if not train.structures:
+        raise DataError("no training structures")
+    if valid_structures is not None:
+        valid = Source.of("the validation structures", valid_structures)
+    elif config.valid_file is not None:
+        valid = Source.of(str(config.valid_file), read_labelled(config.valid_file, "validation"))
+    else:
+        from ..reference_data import split
+
+        if len(train.structures) < 2:
+            raise DataError(f"{train.name}: need at least 2 structures to hold out a validation set")
+        t, v = split(train.structures, (1.0 - config.valid_fraction, config.valid_fraction), seed=config.seed)
+        train, valid = train.subset(t), train.subset(v)
+    if not valid.structures:
+        raise DataError("no validation structures")
+    return train, valid
 
 
-def _batch(structures: Sequence[Atoms], config: TrainConfig, table: SpeciesTable, cutoff: float, name: str) -> Batch:
-    try:
-        return batch_structures(
-            structures,
-            cutoff,
-            table,
-            dtype=np.dtype(config.dtype),
-            min_distance=config.min_distance,
-            require_labels=_required_labels(config),
-            energy_key=config.energy_key,
-            forces_key=config.forces_key,
-            stress_key=config.stress_key,
+def _fine_tune_base(config: TrainConfig, model: dict[str, Any], asked_e0: bool) -> tuple[dict, dict]:
+    """The model options and parameters of ``config.init_from`` merged under the user's ``model``.
+
+    Raises:
+        ValueError: a user model option that changes the architecture of the loaded model.
+    """
+    loaded, params = load_model(config.init_from)
+    stored = loaded.to_dict()
+    diffs = [
+        f"{k}: model {stored[k]!r}, now {v!r}"
+        for k, v in ModelConfig(**{**stored, **model}).to_dict().items()
+        if k in model and k not in DERIVED_MODEL_FIELDS and v != stored[k]
+    ]
+    if diffs:
+        raise ValueError(
+            f"init_from {config.init_from}: fine-tuning keeps the architecture of the model, but the model options "
+            f"differ from it: {'; '.join(diffs)}"
         )
-    except ValueError as err:
-        hint = ""
-        text = str(err)
-        if "has no forces" in text:
-            hint = " (forces_weight > 0 needs forces on every structure; set forces_weight 0 to fit energies only)"
-        elif "has no stress" in text:
-            hint = " (stress_weight > 0 needs a stress or virial on every structure)"
-        elif "has no energy" in text:
-            hint = " (energy_weight > 0 needs an energy on every structure)"
-        elif "not in the species table" in text:
-            hint = " (add the element to model.elements)"
-        raise DataError(f"{name}: {text}{hint}") from err
+    for k, v in stored.items():
+        if k != "dtype" and not (k == "atomic_energies" and asked_e0):
+            model.setdefault(k, v)
+    return model, params
 
 
-def _fingerprint(*batches: Batch) -> str:
-    h = hashlib.sha256()
-    for b in batches:
-        for name in ("numbers", "positions", "cell", "energy", "forces", "stress", "weights"):
-            v = getattr(b, name)
-            if v is not None:
-                h.update(name.encode())
-                h.update(np.ascontiguousarray(to_host(v), dtype=np.float64).tobytes())
-    return h.hexdigest()
+def _test_set(name: str, config: TrainConfig, table: SpeciesTable, hint: str) -> list[Atoms]:
+    """The structures of a test file, each with an energy and only the model's elements."""
+    from ..data import labels_from_atoms
+
+    structures = read_labelled(name, "test")
+    for k, atoms in enumerate(structures):
+        try:
+            table.index(atoms.numbers, structure=k)
+        except ValueError as err:
+            raise DataError(str(err).replace(f"structure {k} ", f"structure {k} of {name} ", 1) + hint) from err
+        if labels_from_atoms(atoms, config.energy_key, None, None, None, None, index=k).energy is None:
+            raise DataError(f"structure {k} of {name} has no energy ({config.energy_key!r}); a test set needs energies")
+    return structures
 
 
 def prepare_data(
@@ -164,43 +140,42 @@ def prepare_data(
 
     Raises:
         DataError: missing/empty/unreadable files, a missing required label, an element without a
-            reference energy or outside ``model.elements``, too few structures to split.
+            reference energy or outside the model's elements, too few structures to split, no edge
+            within the cutoff, E0 that the data cannot determine.
+        ValueError: an ``init_from`` model whose architecture differs from the model options.
     """
-    if train_structures is None:
-        if config.train_file is None:
-            raise DataError("no training data: give train_file (--train-file) or structures")
-        train_structures = read_labelled(config.train_file, "training")
-        train_name = str(config.train_file)
-    else:
-        train_structures = list(train_structures)
-        train_name = "training structures"
-    if not train_structures:
-        raise DataError("no training structures")
-    if valid_structures is None and config.valid_file is not None:
-        valid_structures = read_labelled(config.valid_file, "validation")
-    if valid_structures is None:
-        from ..reference_data import split
-
-        if len(train_structures) < 2:
-            raise DataError(f"{train_name}: need at least 2 structures to hold out a validation set")
-        train_structures, valid_structures = split(
-            train_structures, (1.0 - config.valid_fraction, config.valid_fraction), seed=config.seed
-        )
-    valid_structures = list(valid_structures)
-    if not valid_structures:
-        raise DataError("no validation structures")
+    train, valid = _sources(config, train_structures, valid_structures)
+    if isolated_energies is not None and config.e0 is not None:
+        raise ValueError(f"isolated-atom energies are given, so e0 = {config.e0!r} would not be used: drop one")
     if isolated_energies is None and config.isolated_atoms_file is not None:
         isolated_energies = load_isolated_energies(config.isolated_atoms_file, config.energy_key)
-
+    asked_e0 = isolated_energies is not None or config.e0 is not None or config.e0_shift
     model = dict(config.model)
-    if "elements" in model:
-        table = SpeciesTable(model["elements"])
+    init_params = None
+    if config.init_from is not None:
+        model, init_params = _fine_tune_base(config, model, asked_e0)
+        hint = f" (the model {config.init_from} knows only {', '.join(model['elements'])}; it cannot learn an element)"
+    elif "elements" in model:
+        hint = " (add the element to model.elements)"
     else:
-        table = SpeciesTable.from_structures(list(train_structures) + list(valid_structures))
+        model["elements"] = SpeciesTable.from_structures(train.structures).symbols
+        hint = (
+            " (the model's elements are those of the training data; an element seen only outside it cannot be "
+            "learnt: add structures with it to the training data)"
+        )
+    table = SpeciesTable(model["elements"])
     model["elements"] = table.symbols
     cutoff = float(model.get("cutoff", ModelConfig.__dataclass_fields__["cutoff"].default))
-    full_train = _batch(train_structures, config, table, cutoff, train_name)
-    full_valid = _batch(valid_structures, config, table, cutoff, str(config.valid_file or "validation structures"))
+    full_train = batch_source(train, config, table, cutoff, hint)
+    full_valid = batch_source(valid, config, table, cutoff, hint)
+    test_sets = [(name, _test_set(name, config, table, hint)) for name in config.test_files]
+    if full_train.num_edges == 0:
+        d, where = smallest_distance(train)
+        raise DataError(
+            f"{train.name}: no two atoms of the training structures are within the cutoff {cutoff:g} Å, so the model "
+            f"would see no neighbours; the smallest interatomic distance is {d:.4g} Å ({where}): "
+            "raise the cutoff (--cutoff) above it"
+        )
     if isolated_energies is not None:
         missing = [s for s in table.symbols if s not in isolated_energies]
         if missing:
@@ -208,15 +183,18 @@ def prepare_data(
                 f"element(s) {', '.join(missing)} of the data have no isolated-atom energy "
                 f"({config.isolated_atoms_file or 'isolated energies'} gives: {', '.join(isolated_energies) or 'none'})"
             )
-    _, mu = reference_energies(full_train, table, isolated_energies)
+    notes: list[str] = []
+    if "atomic_energies" not in model:
+        mode = config.e0 or "least-squares"
+        _, mu = reference_energies(full_train, table, isolated_energies, mode=mode, shift=config.e0_shift, notes=notes)
+        model["atomic_energies"] = tuple(float(v) for v in mu)
     forces = to_host(full_train.forces) if full_train.forces is not None else None
     if forces is not None and full_train.forces_mask is not None:
         forces = forces[np.repeat(to_host(full_train.forces_mask), to_host(full_train.n_atoms))]
     force_rms = math.nan
     if forces is not None and forces.size:
         force_rms = float(np.sqrt(np.mean(forces.astype(np.float64) ** 2)))
-    model.setdefault("avg_num_neighbors", max(full_train.num_edges / full_train.num_atoms, 1e-6))
-    model.setdefault("atomic_energies", tuple(float(v) for v in mu))
+    model.setdefault("avg_num_neighbors", full_train.num_edges / full_train.num_atoms)
     model.setdefault("energy_scale", force_rms if math.isfinite(force_rms) and force_rms > 0 else 1.0)
     model["dtype"] = config.dtype
     try:
@@ -235,6 +213,9 @@ def prepare_data(
         train=train_graphs,
         valid=valid_graphs,
         valid_batches=valid_batches,
-        fingerprint=_fingerprint(full_train, full_valid),
+        fingerprint=fingerprint(full_train, full_valid),
         force_rms=force_rms,
+        notes=notes,
+        init_params=init_params,
+        test_sets=test_sets,
     )

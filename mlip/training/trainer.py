@@ -24,7 +24,7 @@ from cartesian_irreps.runtime.backend import module_for_device
 from .. import autodiff as ad
 from ..archive import atomic_write_text
 from ..data import Batch
-from ..model import ModelConfig, Potential, init_params, param_shapes, save_model
+from ..model import ModelConfig, Potential, init_params, save_model
 from .checkpoint import (
     check_resumable_data,
     check_resumable_options,
@@ -37,12 +37,16 @@ from .collate import collate
 from .config import TrainConfig
 from .control import stop_on_signals
 from .errors import TrainingError
+from .guards import DivergenceGuard, stop_message
 from .log import ProgressBar, TrainResult, plot_learning_curve, write_log
 from .loss import _loss_tensor, _loss_terms, _LossTerms, validation_metrics
 from .optimisers import EMA, AdamW, PlateauScheduler
+from .parameters import ParameterLayout
 from .prepare import prepare_data
+from .rundir import RunFolder, check_output_dir
+from .testsets import evaluate_test_sets
 
-__all__ = ["Callback", "TrainResult", "Trainer", "train"]
+__all__ = ["Callback", "TrainResult", "Trainer"]
 
 
 Callback = Callable[["Trainer", str], None]
@@ -88,6 +92,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.stream = stream if stream is not None else sys.stdout
         self.xp = module_for_device(config.device)
+        check_output_dir(self.out_dir)
+        self.folder = RunFolder(self.out_dir)
 
         meta = arrays = None
         if resume:
@@ -121,27 +127,30 @@ class Trainer:
         self.epoch_seconds = 0.0  # time spent in the current epoch before an interruption
         self.rng = np.random.default_rng(config.seed)
         self._stop: str | None = None
+        self.guard = DivergenceGuard()
         self._fresh = meta is None
         if meta is not None:
             assert arrays is not None
             restore_trainer(self, meta, arrays)
+            stored_lr = meta.get("train_config", {}).get("lr", config.lr)
+            if config.lr != stored_lr:  # --resume --lr: the new rate replaces the (scheduled) one
+                self.data.notes.append(
+                    f"the resumed run uses the learning rate {config.lr:g} (the checkpoint's: {self.lr:g})"
+                )
+                self.lr = config.lr
 
     # ------------------------------------------------------------------------------ parameters
     def _setup_parameters(self) -> None:
-        cfg = self.model_config
-        shapes = param_shapes(cfg)
-        self.names = list(shapes)
-        self.shapes = [tuple(shapes[n]) for n in self.names]
-        sizes = [int(np.prod(s)) for s in self.shapes]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        init = init_params(cfg, self.config.seed)
-        flat = np.concatenate([init[n].ravel() for n in self.names]).astype(np.dtype(cfg.dtype))
-        self.theta = self.xp.asarray(flat)
-        decay = np.zeros(flat.size, dtype=flat.dtype)
-        for n, a, b in zip(self.names, self.offsets[:-1], self.offsets[1:]):
-            if ".product." in n or ".linear." in n:
-                decay[a:b] = 1.0
-        c = self.config
+        cfg, c = self.model_config, self.config
+        self.layout = ParameterLayout.of(cfg)
+        self.names, self.shapes, self.offsets = self.layout.names, self.layout.shapes, self.layout.offsets
+        init = self.data.init_params or init_params(cfg, c.seed)
+        if self.layout.misfits(init):
+            raise TrainingError(
+                f"init_from {c.init_from}: its parameters do not fit the model config "
+                f"(missing, differently shaped or unknown: {self.layout.misfits(init)[:5]})"
+            )
+        self.theta = self.xp.asarray(self.layout.flatten(init, cfg.dtype))
         self.adam = AdamW(
             self.theta,
             lr=c.lr,
@@ -149,19 +158,13 @@ class Trainer:
             beta2=c.beta2,
             eps=c.eps,
             weight_decay=c.weight_decay,
-            decay_mask=self.xp.asarray(decay),
+            decay_mask=self.xp.asarray(self.layout.decay_mask(self.theta.dtype)),
             amsgrad=c.amsgrad,
         )
         self.ema_state = EMA(self.theta, c.ema_decay)
-        self.params = self._views(self.theta)
-        self.ema_params = self._views(self.ema)
+        self.params = self.layout.views(self.theta)
+        self.ema_params = self.layout.views(self.ema)
         self.potential = Potential(cfg, self.params)
-
-    def _views(self, flat: Any) -> dict[str, Any]:
-        return {
-            n: flat[int(a) : int(b)].reshape(s)
-            for n, s, a, b in zip(self.names, self.shapes, self.offsets[:-1], self.offsets[1:])
-        }
 
     @property
     def ema(self) -> Any:
@@ -181,14 +184,6 @@ class Trainer:
     def step(self) -> int:
         """Optimiser steps done (all sessions)."""
         return self.adam.step
-
-    @property
-    def m(self) -> Any:
-        return self.adam.m
-
-    @property
-    def v(self) -> Any:
-        return self.adam.v
 
     @property
     def vmax(self) -> Any:
@@ -213,7 +208,9 @@ class Trainer:
     def save(self) -> Path:
         """Write ``checkpoint.npz`` now (atomically)."""
         meta, arrays = self.state()
-        return save_checkpoint(self.checkpoint_path, meta, arrays)
+        path = save_checkpoint(self.checkpoint_path, meta, arrays)
+        self.folder.discard_aside()  # this run has started: the previous one is not needed any more
+        return path
 
     # ---------------------------------------------------------------------------------- steps
     @property
@@ -235,6 +232,9 @@ class Trainer:
         value = float(loss.data)
         if not math.isfinite(value):
             raise TrainingError(self._nan_message(f"the training loss is {value}"))
+        diverged = self.guard.check_step(value / batch.num_structures)
+        if diverged:
+            raise TrainingError(self._nan_message(diverged, diverged=True))
         grads = ad.grad(loss, [tensors[n] for n in self.names], allow_unused=True)
         del out, loss, tensors
         g = xp.concatenate(
@@ -244,6 +244,9 @@ class Trainer:
             raise TrainingError(self._nan_message("the gradient has non-finite entries"))
         self._updating = True  # from here to the end the state changes: not a consistent point to save
         self._adam(g)
+        if not self.adam.is_finite():
+            what = "the optimiser state (parameters or Adam moments) is not finite after the update"
+            raise TrainingError(self._nan_message(what, diverged=True))
         self.epoch_loss_sum += value
         self.batch_index += 1
         self._updating = False
@@ -254,17 +257,14 @@ class Trainer:
         self.adam.update(g)
         self.ema_state.update()
 
-    def _nan_message(self, what: str) -> str:
-        where = f"epoch {self.epoch + 1}, batch {self.batch_index + 1}/{self.num_batches}"
+    def _nan_message(self, what: str, diverged: bool = False) -> str:
+        where = f"epoch {self.epoch + 1}, batch {min(self.batch_index + 1, self.num_batches)}/{self.num_batches}"
         kept = (
             f"the last good checkpoint {self.checkpoint_path} (epoch {self.epoch_of_checkpoint}) is kept"
             if self.epoch_of_checkpoint is not None
             else "no checkpoint was written yet"
-        )
-        return (
-            f"training stopped: {what} at {where} (learning rate {self.lr:.3g}); {kept}. "
-            "Check the data, lower lr, or use float64."
-        )
+        ) + (f", and {self.best_path} (epoch {self.best_epoch})" if self.best_epoch else "")
+        return stop_message(what, where, self.lr, kept, diverged)
 
     def validate(self, params: Mapping[str, Any] | None = None) -> dict[str, float]:
         """Loss (per structure) and errors (meV/atom, meV/Å) of ``params`` (the EMA weights by default)."""
@@ -284,13 +284,32 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------- loop
     def fit(self) -> TrainResult:
-        """Train until the epoch budget, the time budget or an interruption; see :class:`TrainResult`."""
+        """Train until the epoch budget, the time budget or an interruption; see :class:`TrainResult`.
+
+        Holds the lock of the output folder meanwhile; a previous run there (``overwrite``) is set aside
+        and deleted once this run has written a checkpoint, or put back if it fails before
+        (:class:`~mlip.training.rundir.RunFolder`).
+        """
+        for note in self.data.notes:
+            print(f"warning: {note}", file=sys.stderr, flush=True)
+        with self.folder.locked():
+            if self._fresh:  # a new run: no file of an older run may be mistaken for this one's
+                self.folder.set_aside()
+                self._fresh = False
+            try:
+                result = self._fit()
+            except BaseException:
+                if not self.checkpoint_path.exists():
+                    self.folder.restore_aside()
+                raise
+            if self.checkpoint_path.exists():
+                self.folder.discard_aside()
+            else:
+                self.folder.restore_aside()
+        return result
+
+    def _fit(self) -> TrainResult:
         cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        if self._fresh:  # a new run (--overwrite): no file of an older run may be mistaken for this one's
-            for path in (self.checkpoint_path, self.best_path, self.log_path, self.curve_path):
-                path.unlink(missing_ok=True)
-            self._fresh = False
         self._write_config()
         self._session_start = start = time.perf_counter()
         budget = cfg.max_minutes * 60.0 if cfg.max_minutes is not None else math.inf
@@ -347,6 +366,9 @@ class Trainer:
         curve = self._plot()
         if status == "time_budget":
             self._print(f"time budget of {cfg.max_minutes:g} min reached after {self.epoch} epochs")
+        tests = None
+        if self.data.test_sets and status != "interrupted" and self.best_path.exists():
+            tests = evaluate_test_sets(self.best_path, self.data.test_sets, self.out_dir, cfg)
         return TrainResult(
             status=status,
             epochs_done=self.epoch,
@@ -359,6 +381,7 @@ class Trainer:
             seconds=time.perf_counter() - start,
             seconds_per_epoch=float(np.mean(epoch_times)) if epoch_times else math.nan,
             history=[dict(r) for r in self.history],
+            test_metrics=tests,
         )
 
     def _run_epoch(self, start: float, budget: float) -> float | None:
@@ -393,6 +416,10 @@ class Trainer:
         train_loss = self.epoch_loss_sum / n
         lr_used = self.lr
         valid = self.validate()
+        diverged = self.guard.check_epoch(train_loss, valid["valid_loss"])
+        if diverged:
+            self.batch_index = self.num_batches - 1
+            raise TrainingError(self._nan_message(diverged, diverged=True))
         self._updating = True
         self.epoch += 1
         self.batch_index = 0
@@ -448,28 +475,3 @@ class Trainer:
 
     def _plot(self) -> Path | None:
         return plot_learning_curve(self.log_path, self.curve_path, self._print) if self.history else None
-
-
-def train(
-    config: TrainConfig,
-    train_structures: Sequence[Atoms] | None = None,
-    valid_structures: Sequence[Atoms] | None = None,
-    isolated_energies: Mapping[str, float] | None = None,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    callbacks: Sequence[Callback] = (),
-    stream: TextIO | None = None,
-) -> TrainResult:
-    """Build a :class:`Trainer` and run :meth:`Trainer.fit` (arguments as for :class:`Trainer`)."""
-    trainer = Trainer(
-        config,
-        train_structures,
-        valid_structures,
-        isolated_energies,
-        resume=resume,
-        overwrite=overwrite,
-        callbacks=callbacks,
-        stream=stream,
-    )
-    return trainer.fit()

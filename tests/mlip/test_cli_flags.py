@@ -86,7 +86,7 @@ def test_every_config_field_has_a_flag_with_its_default_in_the_help():
             continue
         action = by_flag[flag]
         assert action.dest == f.name and action.default is None
-        if f.default is not None and not isinstance(f.default, bool):
+        if f.default not in (None, dataclasses.MISSING) and not isinstance(f.default, bool):
             assert f"(default {f.default})" in action.help, (flag, action.help)
     for f in dataclasses.fields(ModelConfig):
         flag = "--" + f.name.replace("_", "-")
