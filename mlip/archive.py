@@ -108,7 +108,10 @@ def write_archive(path: str | os.PathLike[str], meta: Mapping[str, Any], arrays:
 
 
 def read_archive(
-    path: str | os.PathLike[str], kind: str = "archive", error: type[Exception] = ArchiveError
+    path: str | os.PathLike[str],
+    kind: str = "archive",
+    error: type[Exception] = ArchiveError,
+    identity: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read a file written by :func:`write_archive`: ``(meta, arrays)`` (host NumPy arrays, no pickle).
 
@@ -116,6 +119,8 @@ def read_archive(
         path: the file.
         kind: what the file should be, for the messages (e.g. ``"checkpoint"``, ``"model file"``).
         error: the exception class raised for an unreadable file.
+        identity: what a file with metadata is (``"<path> is not a <identity> (no metadata)"``); ``kind``
+            by default.
 
     Raises:
         FileNotFoundError: no file at ``path`` (``"no <kind> at <path>"``).
@@ -138,9 +143,9 @@ def read_archive(
     except (OSError, ValueError, EOFError, KeyError, UnicodeDecodeError, zipfile.BadZipFile) as err:
         raise error(f"{path} is not a readable {kind} (truncated or foreign): {err}") from err
     if meta is None:
-        raise error(f"{path} is not a {kind} (no metadata)")
+        raise error(f"{path} is not a {identity or kind} (no metadata)")
     if not isinstance(meta, dict):
-        raise error(f"{path} is not a {kind} (its metadata is not a JSON object)")
+        raise error(f"{path} is not a {identity or kind} (its metadata is not a JSON object)")
     return meta, arrays
 
 

@@ -64,6 +64,8 @@ def _add_field(group: Any, f: dataclasses.Field, hint: Any, help: str, dest: str
     else:
         kw["type"] = kind
         kw["metavar"] = "FILE" if f.name.endswith(("_file", "_files", "_from")) else f.name.upper()
+        if f.name == "e0":  # a mode, or a file of isolated-atom energies (see train_options)
+            kw["metavar"] = "{" + ",".join(f.metadata["choices"]) + "}|FILE"
         if how == "many":
             kw["nargs"] = "+"
         if f.metadata.get("choices") and f.name != "e0":

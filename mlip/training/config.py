@@ -150,7 +150,9 @@ class TrainConfig:
         default_factory=list,
         metadata=_meta("test sets: the best model is evaluated on each at the end", "--test", group="data"),
     )
-    init_from: str | None = _opt(None, "fine-tune: start from the parameters of this model file (best.npz)")
+    init_from: str | None = _opt(
+        None, "fine-tune: start from the parameters of this model file (best.npz)", group="model"
+    )
     energy_key: str = _opt("energy", "energy label name", group="data")
     forces_key: str = _opt("forces", "forces label name", group="data")
     stress_key: str = _opt("stress", "stress label name", group="data")

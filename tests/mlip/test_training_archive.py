@@ -79,6 +79,16 @@ def test_foreign_files_are_clear_errors(tmp_path, make, message):
         load_checkpoint(path)
 
 
+def test_the_model_file_messages_of_mlip_model_are_kept(tmp_path):
+    """What :func:`mlip.model.load_model` says today, from the shared reader (the lead's port keeps them)."""
+    np.savez(tmp_path / "m.npz", w=np.zeros(2))
+    with pytest.raises(ValueError, match=r"m\.npz is not a cartesian-irreps model file \(no metadata\)"):
+        read_archive(tmp_path / "m.npz", "model file", error=ValueError, identity="cartesian-irreps model file")
+    (tmp_path / "t.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match=r"t\.npz is not a readable model file \(truncated or foreign\)"):
+        read_archive(tmp_path / "t.npz", "model file", error=ValueError, identity="cartesian-irreps model file")
+
+
 def test_object_arrays_are_refused_not_unpickled(tmp_path):
     path = tmp_path / "p.npz"
     np.savez(path, __meta__=np.frombuffer(b"{}", np.uint8), evil=np.array([{"a": 1}], dtype=object))
