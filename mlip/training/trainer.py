@@ -104,7 +104,12 @@ class Trainer:
                 f"{self.out_dir} already holds a training checkpoint; continue it with --resume, "
                 f"start afresh with --overwrite, or choose another --output-dir"
             )
-        self.data = prepare_data(config, train_structures, valid_structures, isolated_energies)
+        data_config = config
+        if meta is not None and "atomic_energies" not in config.model:  # resumed: the checkpoint's E0, not a new fit
+            stored = {k: meta.get("model_config", {}).get(k) for k in ("elements", "atomic_energies")}
+            model = {**stored, **config.model} if all(stored.values()) else config.model
+            data_config = config.replace(model=model, e0=None, e0_shift=False)
+        self.data = prepare_data(data_config, train_structures, valid_structures, isolated_energies)
         if meta is not None:
             check_resumable_data(
                 meta, self.data.model_config, config.model, self.data.fingerprint, self.checkpoint_path

@@ -175,3 +175,19 @@ def test_a_failing_folder_write_is_a_training_error_naming_the_folder(tmp_path, 
     monkeypatch.setattr("mlip.training.rundir.os.open", refuse)
     with pytest.raises(TrainingError, match=r"cannot write into the output folder .*run: Permission denied"):
         tr.fit()
+
+
+def test_resuming_a_checkpoint_of_an_older_version_does_not_refit_e0(tmp_path, structures):
+    """A checkpoint written before the ``e0`` options existed (one composition, no isolated atoms) resumes:
+    its atomic energies are the checkpoint's, the least-squares fit (impossible here) is not redone."""
+    from mlip.training import save_checkpoint
+
+    first = train(config(tmp_path, epochs=1), structures)
+    meta, arrays = load_checkpoint(first.checkpoint_path)
+    for key in ("e0", "e0_shift", "test_files", "init_from"):
+        del meta["train_config"][key]
+    del meta["guard"]
+    save_checkpoint(first.checkpoint_path, meta, arrays)
+    again = train(config(tmp_path, epochs=2, e0=None), structures, resume=True)
+    assert again.epochs_done == 2
+    assert load_checkpoint(again.checkpoint_path)[0]["model_config"] == meta["model_config"]
