@@ -1,0 +1,134 @@
+"""Graphs of single structures and their concatenation into batches (no neighbour search per step).
+
+Every structure's neighbour list is built once (:func:`mlip.data.batch_structures`, then
+:func:`split_batch`); a batch is a cheap concatenation of those graphs (:func:`collate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cartesian_irreps.runtime.backend import module_of, to_host
+
+from ..data import Batch
+
+__all__ = ["collate", "split_batch"]
+
+
+def split_batch(batch: Batch) -> list[Batch]:
+    """One single-structure :class:`Batch` per structure of ``batch`` (indices made local)."""
+    out = []
+    eptr = np.concatenate([[0], np.cumsum(np.asarray(batch.n_edges))])
+    for s in range(batch.num_structures):
+        a0, a1 = int(batch.ptr[s]), int(batch.ptr[s + 1])
+        e0, e1 = int(eptr[s]), int(eptr[s + 1])
+
+        def lab(name: str, per_atom: bool, s: int = s, a0: int = a0, a1: int = a1) -> Any:
+            v = getattr(batch, name)
+            if v is None:
+                return None
+            return v[a0:a1] if per_atom else v[s : s + 1]
+
+        out.append(
+            Batch(
+                positions=batch.positions[a0:a1],
+                numbers=batch.numbers[a0:a1],
+                species=batch.species[a0:a1],
+                cell=batch.cell[s : s + 1],
+                pbc=batch.pbc[s : s + 1],
+                batch=np.zeros(a1 - a0, dtype=np.int64),
+                ptr=np.array([0, a1 - a0], dtype=np.int64),
+                n_atoms=batch.n_atoms[s : s + 1],
+                receivers=batch.receivers[e0:e1] - a0,
+                senders=batch.senders[e0:e1] - a0,
+                unit_shifts=batch.unit_shifts[e0:e1],
+                edge_batch=np.zeros(e1 - e0, dtype=np.int64),
+                n_edges=batch.n_edges[s : s + 1],
+                cutoff=batch.cutoff,
+                species_table=batch.species_table,
+                weights=batch.weights[s : s + 1],
+                energy=lab("energy", False),
+                forces=lab("forces", True),
+                stress=lab("stress", False),
+                energy_mask=lab("energy_mask", False),
+                forces_mask=lab("forces_mask", False),
+                stress_mask=lab("stress_mask", False),
+            )
+        )
+    return out
+
+
+def collate(graphs: Sequence[Batch]) -> Batch:
+    """Concatenate batches (e.g. single-structure graphs from :func:`split_batch`) into one.
+
+    Works on NumPy or CuPy arrays (those of the inputs); no neighbour search is done. A label missing
+    from some inputs is filled with zeros and masked out.
+    """
+    if not graphs:
+        raise ValueError("collate needs at least one batch")
+    if len(graphs) == 1:
+        return graphs[0]
+    xp = module_of(graphs[0].positions)
+    # index bookkeeping on the host from the array shapes (no device round trip)
+    atoms_per = [g.num_atoms for g in graphs]
+    edges_per = [g.num_edges for g in graphs]
+    structures_per = [g.num_structures for g in graphs]
+    offsets = np.cumsum([0, *atoms_per[:-1]])
+    n_atoms = xp.concatenate([g.n_atoms for g in graphs])
+    n_edges = xp.concatenate([g.n_edges for g in graphs])
+    S = sum(structures_per)
+    ptr = xp.concatenate([xp.zeros(1, dtype=np.int64), xp.cumsum(n_atoms)])
+    if all(k == 1 for k in structures_per):  # single-structure graphs: one id per graph
+        batch_index = np.repeat(np.arange(S, dtype=np.int64), atoms_per)
+        edge_batch = np.repeat(np.arange(S, dtype=np.int64), edges_per)
+    else:
+        starts = np.cumsum([0, *structures_per[:-1]])
+        batch_index = np.concatenate([to_host(g.batch) + int(o) for g, o in zip(graphs, starts)])
+        edge_batch = np.concatenate([to_host(g.edge_batch) + int(o) for g, o in zip(graphs, starts)])
+
+    def labels(name: str, per_atom: bool) -> tuple[Any, Any]:
+        values = [getattr(g, name) for g in graphs]
+        if all(v is None for v in values):
+            return None, None
+        masks = []
+        arrays = []
+        for g, v in zip(graphs, values):
+            m = getattr(g, f"{name}_mask")
+            if v is None:
+                shape = (g.num_atoms, 3) if per_atom else (g.num_structures, *((3, 3) if name == "stress" else ()))
+                v = xp.zeros(shape, dtype=g.positions.dtype)
+                m = xp.zeros(g.num_structures, dtype=bool)
+            arrays.append(v)
+            masks.append(m if m is not None else xp.ones(g.num_structures, dtype=bool))
+        return xp.concatenate(arrays), xp.concatenate(masks)
+
+    energy, energy_mask = labels("energy", False)
+    forces, forces_mask = labels("forces", True)
+    stress, stress_mask = labels("stress", False)
+    return Batch(
+        positions=xp.concatenate([g.positions for g in graphs]),
+        numbers=xp.concatenate([g.numbers for g in graphs]),
+        species=xp.concatenate([g.species for g in graphs]),
+        cell=xp.concatenate([g.cell for g in graphs]),
+        pbc=xp.concatenate([g.pbc for g in graphs]),
+        batch=xp.asarray(batch_index),
+        ptr=ptr,
+        n_atoms=n_atoms,
+        receivers=xp.concatenate([g.receivers + int(o) for g, o in zip(graphs, offsets)]),
+        senders=xp.concatenate([g.senders + int(o) for g, o in zip(graphs, offsets)]),
+        unit_shifts=xp.concatenate([g.unit_shifts for g in graphs]),
+        edge_batch=xp.asarray(edge_batch),
+        n_edges=n_edges,
+        cutoff=graphs[0].cutoff,
+        species_table=graphs[0].species_table,
+        weights=xp.concatenate([g.weights for g in graphs]),
+        energy=energy,
+        forces=forces,
+        stress=stress,
+        energy_mask=energy_mask,
+        forces_mask=forces_mask,
+        stress_mask=stress_mask,
+    )
