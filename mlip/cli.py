@@ -143,22 +143,30 @@ def _add_train(sub: Any) -> None:
 def _add_eval(sub: Any) -> None:
     p = sub.add_parser(
         "eval",
-        help="errors of a model on a labelled file, predictions and a parity plot",
+        help="predictions of a model on structures; errors, per-config_type table and parity plot when labelled",
         usage="mlip eval [MODEL DATA | --model MODEL --data DATA] [options]",
+        description="Predict energies and forces (and stress) of every structure. Where reference labels exist "
+        "the errors are reported (over the labelled structures, with a warning that counts the others), per "
+        "config_type too; unlabelled structures get predictions only. The output extxyz keeps every key of the "
+        "input and adds the predictions as <pred-prefix>energy, <pred-prefix>forces, <pred-prefix>stress.",
     )
     p.add_argument("model_pos", nargs="?", metavar="MODEL", help="model file (best.npz)")
-    p.add_argument("data_pos", nargs="?", metavar="DATA", help="labelled structures")
+    p.add_argument("data_pos", nargs="?", metavar="DATA", help="structures (labelled or not)")
     p.add_argument("--model", help="model file (same as MODEL)")
-    p.add_argument("--data", help="labelled structures (same as DATA)")
+    p.add_argument("--data", help="structures (same as DATA)")
     p.add_argument(
         "--output-dir", "--output", default="eval_output", help="folder of the outputs (default eval_output)"
     )
     p.add_argument("--prefix", default="eval", help="file name prefix (default eval)")
+    p.add_argument("--pred-prefix", default="mlip_", help="prefix of the predicted keys in the extxyz (default mlip_)")
     p.add_argument("--batch-size", type=int, default=10, help="structures per evaluation (default 10)")
-    p.add_argument("--stress", action="store_true", help="also evaluate the stress")
-    p.add_argument("--energy-key", default="energy")
-    p.add_argument("--forces-key", default="forces")
-    p.add_argument("--stress-key", default="stress")
+    p.add_argument("--stress", action="store_true", help="also evaluate the stress (every structure needs one)")
+    p.add_argument("--energy-key", help="reference energy key (default energy; a given key must exist)")
+    p.add_argument("--forces-key", help="reference forces key (default forces; a given key must exist)")
+    p.add_argument("--stress-key", help="reference stress key (default stress)")
+    p.add_argument(
+        "--group-key", default="config_type", help="info key of the per-group error table (default config_type)"
+    )
     p.add_argument("--device", choices=("numpy", "cupy"), default="numpy")
     p.add_argument("--no-plot", action="store_true", help="skip the parity plot")
 
@@ -185,6 +193,17 @@ def _add_md(sub: Any) -> None:
     p.add_argument("--traj-every", type=int, default=10, help="trajectory frame period in steps (default 10)")
     p.add_argument("--output-dir", "--output", default="md_output", help="folder of the outputs (default md_output)")
     p.add_argument("--device", choices=("numpy", "cupy"), default="numpy")
+    p.add_argument(
+        "--max-temperature",
+        type=float,
+        help="stop (exit 1) when the temperature exceeds this, K (default 10 x --temperature + 10000)",
+    )
+    p.add_argument(
+        "--max-energy-change",
+        type=float,
+        default=1.0,
+        help="NVE: stop (exit 1) when the total energy moves more than this from its start, eV/atom (default 1)",
+    )
 
 
 def _add_demo(sub: Any) -> None:
@@ -271,39 +290,60 @@ def _either(args: argparse.Namespace, name: str, flag: str) -> str:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_file
+    import warnings
+
+    from .evaluation import backend_line, evaluate_file
     from .metrics import format_table
 
     args.model = _either(args, "model", "--model")
     args.data = _either(args, "data", "--data")
-
-    res = evaluate_file(
-        args.model,
-        args.data,
-        args.output_dir,
-        args.prefix,
-        batch_size=args.batch_size,
-        stress=True if args.stress else None,
-        energy_key=args.energy_key,
-        forces_key=args.forces_key,
-        stress_key=args.stress_key,
-        device=args.device,
-        plot=not args.no_plot,
-        title=f"{Path(args.model).name} on {Path(args.data).name}",
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        print(backend_line(args.device), file=sys.stderr)
+        res = evaluate_file(
+            args.model,
+            args.data,
+            args.output_dir,
+            args.prefix,
+            batch_size=args.batch_size,
+            stress=True if args.stress else None,
+            energy_key=args.energy_key,
+            forces_key=args.forces_key,
+            stress_key=args.stress_key,
+            device=args.device,
+            plot=not args.no_plot,
+            title=f"{Path(args.model).name} on {Path(args.data).name}",
+            pred_prefix=args.pred_prefix,
+            group_key=args.group_key or None,
+        )
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
     print(format_table({Path(args.data).name: res.metrics}, transpose=True))
+    if res.groups:
+        cols = ("n_structures", "energy_rmse_mev_atom", "energy_mae_mev_atom", "force_rmse_mev_A", "force_mae_mev_A")
+        print(f"\nerrors per {res.group_key}:")
+        print(format_table({g: {c: m.get(c) for c in cols} for g, m in res.groups.items()}))
+    if not res.labelled:
+        print("no reference labels: predictions only")
     for kind, path in res.files.items():
         print(f"{kind}: {path}")
     return 0
 
 
 def _cmd_md(args: argparse.Namespace) -> int:
-    from .evaluation import md_file
+    import warnings
+
+    from .evaluation import backend_line, md_file
     from .metrics import format_table
     from .training import read_labelled
 
     args.model = _either(args, "model", "--model")
     args.structure = _either(args, "structure", "--structure")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        print(backend_line(args.device), file=sys.stderr)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
 
     structures = read_labelled(args.structure, "structure")
     if not -len(structures) <= args.index < len(structures):
@@ -327,6 +367,8 @@ def _cmd_md(args: argparse.Namespace) -> int:
         trajectory_every=args.traj_every,
         device=args.device,
         title=f"{args.ensemble.upper()} MD, {len(atoms)} atoms",
+        max_temperature_K=args.max_temperature,
+        max_energy_change_ev_atom=args.max_energy_change,
     )
     print(format_table({"md": res.summary()}, transpose=True))
     for kind, path in res.files.items():
@@ -336,6 +378,9 @@ def _cmd_md(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
+    from .evaluation import backend_line
+
+    print(backend_line("numpy"), file=sys.stderr)
 
     res = run_demo(
         output_dir=args.output_dir,

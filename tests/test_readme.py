@@ -31,7 +31,8 @@ def test_readme_test_command_is_what_ci_runs():
     assert "-e " not in ci and "bash .ci/test" in ci
     runner = (ROOT / ".ci" / "test").read_text()
     assert "mktemp -d" in runner and 'cd "$WORK"' in runner  # outside the source tree
-    assert "cartesian-irreps generate --check" in runner and 'python -m pytest -q -p no:cacheprovider "$ROOT/tests"' in runner
+    assert "cartesian-irreps generate --check" in runner
+    assert 'python -m pytest -q -p no:cacheprovider "$ROOT/tests"' in runner
 
 
 def test_readme_main_job_installs_like_a_user():
