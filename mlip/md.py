@@ -235,7 +235,6 @@ def run_md(
                 files,
             )
 
-    dyn.attach(guard, interval=1)
     writer = None
     if trajectory is not None:
         tpath = Path(trajectory)
@@ -261,6 +260,7 @@ def run_md(
 
             dyn.attach(write_frame, interval=trajectory_every)
         files["trajectory"] = tpath
+    dyn.attach(guard, interval=1)  # after the writer: the frame of a blow-up step is written too
     atoms.get_potential_energy()  # first force call outside the timing (model set-up)
     t0 = time.perf_counter()
     try:
