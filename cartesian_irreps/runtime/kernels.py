@@ -11,6 +11,7 @@ of a non-editable install). This module says which case holds:
   one, threads, where the package was imported from, whether that is an unbuilt source tree);
 * :func:`describe_backend` -> one line for logs and benchmark records, e.g.
   ``numpy + compiled C kernels (fused, monomials), 2 threads``;
+* :func:`require_compiled` refuses (``RuntimeError``) to go on without them, for benchmarks;
 * :func:`warn_if_slow` emits one :class:`RuntimeWarning` naming the reason when NumPy would run
   without the compiled kernels.
 
@@ -28,7 +29,15 @@ from typing import Any
 
 from .backend import THREADS_ENV, default_threads
 
-__all__ = ["KERNELS", "KernelStatus", "backend_record", "describe_backend", "kernel_status", "warn_if_slow"]
+__all__ = [
+    "KERNELS",
+    "KernelStatus",
+    "backend_record",
+    "describe_backend",
+    "kernel_status",
+    "require_compiled",
+    "warn_if_slow",
+]
 
 #: The compiled kernels: short name -> extension module.
 KERNELS = {"fused": "cartesian_irreps._fused", "monomials": "cartesian_irreps._monomials"}
@@ -168,3 +177,16 @@ def backend_record(xp: ModuleType | str | None = None) -> dict[str, Any]:
         "package_dir": str(st.package_dir),
         "source_tree": st.source_tree,
     }
+
+
+def require_compiled(what: str = "this benchmark", xp: ModuleType | str | None = None) -> KernelStatus:
+    """Raise ``RuntimeError`` naming the reason and the fix when NumPy would run without the compiled kernels.
+
+    For timings, where the reference code would give silently wrong (3-7x slower) numbers."""
+    st = kernel_status()
+    if _module_name(xp) != "cupy" and not st.compiled:
+        raise RuntimeError(
+            f"{what} would time the NumPy reference ({SLOWDOWN}), not the compiled kernels {', '.join(st.missing)}: "
+            f"{st.reason()}"
+        )
+    return st
