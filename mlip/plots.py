@@ -103,6 +103,8 @@ def _rmse_mae(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 
 
 def _parity_panel(ax: Any, ref: np.ndarray, pred: np.ndarray, what: str, unit: str, text: str) -> None:
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
     lo = float(min(ref.min(), pred.min()))
     hi = float(max(ref.max(), pred.max()))
     pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.05
@@ -113,6 +115,11 @@ def _parity_panel(ax: Any, ref: np.ndarray, pred: np.ndarray, what: str, unit: s
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_aspect("equal", adjustable="box")
+    for axis in (ax.xaxis, ax.yaxis):  # few, short tick labels: they never run into each other
+        axis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+        fmt = ScalarFormatter(useOffset=False)
+        fmt.set_powerlimits((-3, 4))
+        axis.set_major_formatter(fmt)
     ax.set_xlabel(f"reference {what} ({unit})")
     ax.set_ylabel(f"predicted {what} ({unit})")
     ax.text(0.04, 0.96, text, transform=ax.transAxes, va="top", ha="left", fontsize=9, family="monospace")
@@ -214,9 +221,10 @@ def learning_curve(
 ) -> Path:
     """Plot a training log: losses on one panel, validation RMSEs on another, log-scale y.
 
-    The loss panel shows ``train_loss`` and ``valid_loss`` (and ``lr`` on a right-hand log axis); the
-    RMSE panel ``valid_energy_rmse_mev_atom`` (meV/atom) and ``valid_force_rmse_mev_A`` (meV/Å). Only
-    the columns with values are drawn and a panel with none is left out. The best validation epoch
+    The loss panel shows ``train_loss`` and ``valid_loss``; the RMSE panel ``valid_energy_rmse_mev_atom``
+    (meV/atom) and ``valid_force_rmse_mev_A`` (meV/Å); ``lr`` (when logged) goes in a strip of its own
+    under them, log scale, sharing the epoch axis. Only the columns with values are drawn and a panel
+    with none is left out. The best validation epoch
     (:func:`best_epoch`) is marked by a dotted vertical line on every panel.
 
     Args:
@@ -243,11 +251,20 @@ def learning_curve(
             "nothing to plot: the training log has no value in train_loss, valid_loss, "
             f"valid_energy_rmse_mev_atom or valid_force_rmse_mev_A (columns found: {found})"
         )
+    from matplotlib.ticker import LogLocator, NullFormatter
+
     x = _epochs(log)
     best = best_epoch(log)
     fig = _figure(figsize, dpi)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (kind, cols) in zip(axes, panels):
+    lr_ok = np.isfinite(log["lr"]) & (log["lr"] > 0) if "lr" in log else np.zeros(len(x), dtype=bool)
+    names = [f"p{kind}" for kind, _ in panels]
+    if lr_ok.any():  # the learning rate gets its own strip under the first panel (no twin axis to collide)
+        grid = fig.subplot_mosaic([names, ["lr", *names[1:]]], height_ratios=[3.0, 1.0])
+        grid[names[0]].sharex(grid["lr"])
+    else:
+        grid = fig.subplot_mosaic([names])
+    for name, (kind, cols) in zip(names, panels):
+        ax = grid[name]
         for key, lab in cols:
             y = log[key]
             ok = np.isfinite(y)
@@ -255,22 +272,28 @@ def learning_curve(
         values = np.concatenate([log[k][np.isfinite(log[k])] for k, _ in cols])
         if (values > 0).any():
             ax.set_yscale("log", nonpositive="mask")
-        ax.set_xlabel("epoch")
         ax.set_ylabel("loss" if kind == 0 else "validation RMSE")
         ax.grid(alpha=0.3, which="both")
         if best is not None:
             ax.axvline(best[0], color="0.3", ls=":", lw=1.2, label=f"best epoch {best[0]:g}")
-        if kind == 0 and _has_data(log, "lr") and (log["lr"][np.isfinite(log["lr"])] > 0).any():
-            twin = ax.twinx()
-            ok = np.isfinite(log["lr"]) & (log["lr"] > 0)
-            twin.plot(x[ok], log["lr"][ok], color="0.6", lw=1, ls="--", label="learning rate")
-            twin.set_yscale("log")
-            twin.set_ylabel("learning rate")
-            handles, labels = ax.get_legend_handles_labels()
-            h2, l2 = twin.get_legend_handles_labels()
-            ax.legend(handles + h2, labels + l2, fontsize=8)
+        ax.legend(fontsize=8)
+        if lr_ok.any() and name == names[0]:
+            ax.tick_params(labelbottom=False)
         else:
-            ax.legend(fontsize=8)
+            ax.set_xlabel("epoch")
+    if lr_ok.any():
+        ax = grid["lr"]
+        ax.plot(x[lr_ok], log["lr"][lr_ok], color="0.4", lw=1.2, drawstyle="steps-post")
+        ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels would overlap
+        ax.yaxis.set_major_locator(LogLocator(numticks=3))
+        ax.set_ylabel("learning rate")
+        ax.set_xlabel("epoch")
+        lr = log["lr"][lr_ok]
+        ax.text(0.99, 0.9, f"lr {lr[0]:.3g} → {lr[-1]:.3g}", transform=ax.transAxes, ha="right", va="top", fontsize=8)
+        ax.grid(alpha=0.3, which="major")
+        if best is not None:
+            ax.axvline(best[0], color="0.3", ls=":", lw=1.2)
     if title:
         fig.suptitle(title)
     return _save(fig, png_path)
@@ -291,7 +314,10 @@ def parity_plot(
     figsize: tuple[float, float] = (10.0, 5.0),
     dpi: float = 100,
 ) -> Path:
-    """Predicted against reference values: energy per atom (eV/atom) and force components (eV/Å).
+    """Predicted against reference values: energy per atom and force components (eV/Å).
+
+    Energies are drawn in meV/atom relative to the mean reference energy per atom Ē (printed in the
+    panel), so the tick labels stay short whatever the absolute energies are.
 
     Each panel has the y = x line and its RMSE and MAE (meV/atom, meV/Å) in the corner, computed from
     the arrays, or taken from ``metrics`` (keys ``energy_rmse_mev_atom``, ``energy_mae_mev_atom``,
@@ -335,13 +361,16 @@ def parity_plot(
 
     fig = _figure(figsize, dpi)
     axes = fig.subplots(1, 2 if forces else 1, squeeze=False)[0]
+    # energies relative to the mean reference (meV/atom): absolute values such as -1042.1234 eV/atom would
+    # need long tick labels that overlap, or an offset label that collides with the title
+    e_ref = float(np.mean(re))
     _parity_panel(
         axes[0],
-        re,
-        pe,
-        "energy",
-        "eV/atom",
-        stats("energy_rmse_mev_atom", "energy_mae_mev_atom", pe, re, "meV/atom"),
+        (re - e_ref) * 1000.0,
+        (pe - e_ref) * 1000.0,
+        "E − Ē",
+        "meV/atom",
+        stats("energy_rmse_mev_atom", "energy_mae_mev_atom", pe, re, "meV/atom") + f"\nĒ = {e_ref:.6g} eV/atom",
     )
     axes[0].set_title("energy per atom")
     if forces:
