@@ -283,14 +283,14 @@ def learning_curve(
             ax.set_xlabel("epoch")
     if lr_ok.any():
         ax = grid["lr"]
-        ax.plot(x[lr_ok], log["lr"][lr_ok], color="0.4", lw=1.2, drawstyle="steps-post")
+        lr = log["lr"][lr_ok]
+        ax.plot(x[lr_ok], lr, color="0.4", lw=1.2, drawstyle="steps-post", label=f"lr {lr[0]:.3g} → {lr[-1]:.3g}")
         ax.set_yscale("log")
         ax.yaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels would overlap
         ax.yaxis.set_major_locator(LogLocator(numticks=3))
         ax.set_ylabel("learning rate")
         ax.set_xlabel("epoch")
-        lr = log["lr"][lr_ok]
-        ax.text(0.99, 0.9, f"lr {lr[0]:.3g} → {lr[-1]:.3g}", transform=ax.transAxes, ha="right", va="top", fontsize=8)
+        ax.legend(fontsize=7, loc="best")
         ax.grid(alpha=0.3, which="major")
         if best is not None:
             ax.axvline(best[0], color="0.3", ls=":", lw=1.2)
