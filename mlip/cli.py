@@ -300,6 +300,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         print(backend_line(args.device), file=sys.stderr)
+        for w in caught:  # before any failure below
+            print(f"warning: {w.message}", file=sys.stderr)
+        caught.clear()
         res = evaluate_file(
             args.model,
             args.data,

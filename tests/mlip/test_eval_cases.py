@@ -172,3 +172,31 @@ def test_device_cupy_without_cupy_is_one_line(command, model_file, structures, t
     assert main([command, str(model_file), str(data), "--output", str(tmp_path / "o"), "--device", "cupy"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "CuPy" in err[0] and "pip install" in err[0]
+
+
+def test_partial_forces_warning_on_the_command_line(model_file, structures, tmp_path, capsys):
+    part = [a.copy() for a in structures]
+    for k, (a, src) in enumerate(zip(part, structures)):
+        a.info["energy"] = src.get_potential_energy()
+        a.arrays["forces"] = src.get_forces()
+        if k in (0, 3, 5):
+            del a.arrays["forces"]
+    data = tmp_path / "part.xyz"
+    write_dataset(part, data)
+    assert main(["eval", str(model_file), str(data), "--output", str(tmp_path / "o"), "--no-plot"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: forces ('forces') missing in 3 of 6 structures; forces metrics over the other 3" in captured.err
+    assert "force_rmse_mev_A" in captured.out
+    saved = json.loads((tmp_path / "o" / "eval_metrics.json").read_text())
+    assert saved["n_with_forces"] == 3 and saved["force_rmse_mev_A"] > 0 and len(saved["warnings"]) == 1
+
+
+def test_missing_kernels_are_announced(model_file, structures, tmp_path, capsys, monkeypatch):
+    from cartesian_irreps.runtime import kernels
+
+    monkeypatch.setattr(kernels, "_try_import", lambda name: (False, f"No module named {name!r}"))
+    data = _file(structures[:1], tmp_path / "in.xyz")
+    assert main(["eval", str(model_file), str(data), "--output", str(tmp_path / "o"), "--no-plot"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("backend: numpy reference (compiled kernels missing: fused: No module named")
+    assert err[1].startswith("warning: compiled kernels fused, monomials are missing")
