@@ -229,16 +229,19 @@ def test_no_pyplot_no_backend_change(tmp_path):
 
 def _capture(monkeypatch) -> list:
     """Keep the figures that mlip.plots saves (the PNG is still written)."""
-    import mlip.plots as plots
+    import mlip.plot_base
+    import mlip.plots
+    import mlip.training_plots
 
     figs: list = []
-    real = plots._save
+    real = mlip.plot_base._save
 
     def keep(fig, path):
         figs.append(fig)
         return real(fig, path)
 
-    monkeypatch.setattr(plots, "_save", keep)
+    for module in (mlip.plots, mlip.training_plots):
+        monkeypatch.setattr(module, "_save", keep)
     return figs
 
 
