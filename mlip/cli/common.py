@@ -1,10 +1,34 @@
-"""Helpers shared by the ``mlip`` subcommands: list arguments and positional/flag twins."""
+"""Helpers shared by the ``mlip`` subcommands: list arguments, positional/flag twins, the backend line."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator
 
-__all__ = ["either", "int_list", "str_list"]
+__all__ = ["announce_backend", "either", "int_list", "str_list", "warnings_as_lines"]
+
+
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Print every warning raised inside the block as one ``warning: ...`` line on stderr (at its end)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                print(f"warning: {w.message}", file=sys.stderr)
+
+
+def announce_backend(device: str) -> None:
+    """Print ``backend: ...`` (what runs the model, and a warning when the compiled kernels are missing)."""
+    from ..evaluation import backend_line
+
+    with warnings_as_lines():
+        print(backend_line(device), file=sys.stderr)
 
 
 def int_list(text: str) -> list[int]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .common import announce_backend
+
 __all__ = ["add_parser", "run"]
 
 
@@ -27,6 +29,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
+    announce_backend("numpy")
     res = run_demo(
         output_dir=args.output_dir,
         max_minutes=args.max_minutes,

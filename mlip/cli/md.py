@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import either, int_list
+from .common import announce_backend, either, int_list
 
 __all__ = ["add_parser", "run"]
 
@@ -32,6 +32,17 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--traj-every", type=int, default=10, help="trajectory frame period in steps (default 10)")
     p.add_argument("--output-dir", "--output", default="md_output", help="folder of the outputs (default md_output)")
     p.add_argument("--device", choices=("numpy", "cupy"), default="numpy")
+    p.add_argument(
+        "--max-temperature",
+        type=float,
+        help="stop (exit 1) when the temperature exceeds this, K (default 10 x --temperature + 10000)",
+    )
+    p.add_argument(
+        "--max-energy-change",
+        type=float,
+        default=1.0,
+        help="NVE: stop (exit 1) when the total energy moves more than this from its start, eV/atom (default 1)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     args.model = either(args, "model", "--model")
     args.structure = either(args, "structure", "--structure")
+    announce_backend(args.device)
 
     structures = read_labelled(args.structure, "structure")
     if not -len(structures) <= args.index < len(structures):
@@ -64,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         trajectory_every=args.traj_every,
         device=args.device,
         title=f"{args.ensemble.upper()} MD, {len(atoms)} atoms",
+        max_temperature_K=args.max_temperature,
+        max_energy_change_ev_atom=args.max_energy_change,
     )
     print(format_table({"md": res.summary()}, transpose=True))
     for kind, path in res.files.items():

@@ -18,7 +18,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from .common import int_list, str_list
+from .common import announce_backend, int_list, str_list
 
 __all__ = ["add_parser", "run", "train_options"]
 
@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
+    announce_backend(config.device)
     result = train(config, resume=args.resume, overwrite=args.overwrite)
     if result.status == "interrupted":
         return 130

@@ -11,8 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from cartesian_irreps.runtime.backend import module_of, to_host
-
 from ..data import Batch
 
 __all__ = ["collate", "split_batch"]
@@ -67,68 +65,4 @@ def collate(graphs: Sequence[Batch]) -> Batch:
     Works on NumPy or CuPy arrays (those of the inputs); no neighbour search is done. A label missing
     from some inputs is filled with zeros and masked out.
     """
-    if not graphs:
-        raise ValueError("collate needs at least one batch")
-    if len(graphs) == 1:
-        return graphs[0]
-    xp = module_of(graphs[0].positions)
-    # index bookkeeping on the host from the array shapes (no device round trip)
-    atoms_per = [g.num_atoms for g in graphs]
-    edges_per = [g.num_edges for g in graphs]
-    structures_per = [g.num_structures for g in graphs]
-    offsets = np.cumsum([0, *atoms_per[:-1]])
-    n_atoms = xp.concatenate([g.n_atoms for g in graphs])
-    n_edges = xp.concatenate([g.n_edges for g in graphs])
-    S = sum(structures_per)
-    ptr = xp.concatenate([xp.zeros(1, dtype=np.int64), xp.cumsum(n_atoms)])
-    if all(k == 1 for k in structures_per):  # single-structure graphs: one id per graph
-        batch_index = np.repeat(np.arange(S, dtype=np.int64), atoms_per)
-        edge_batch = np.repeat(np.arange(S, dtype=np.int64), edges_per)
-    else:
-        starts = np.cumsum([0, *structures_per[:-1]])
-        batch_index = np.concatenate([to_host(g.batch) + int(o) for g, o in zip(graphs, starts)])
-        edge_batch = np.concatenate([to_host(g.edge_batch) + int(o) for g, o in zip(graphs, starts)])
-
-    def labels(name: str, per_atom: bool) -> tuple[Any, Any]:
-        values = [getattr(g, name) for g in graphs]
-        if all(v is None for v in values):
-            return None, None
-        masks = []
-        arrays = []
-        for g, v in zip(graphs, values):
-            m = getattr(g, f"{name}_mask")
-            if v is None:
-                shape = (g.num_atoms, 3) if per_atom else (g.num_structures, *((3, 3) if name == "stress" else ()))
-                v = xp.zeros(shape, dtype=g.positions.dtype)
-                m = xp.zeros(g.num_structures, dtype=bool)
-            arrays.append(v)
-            masks.append(m if m is not None else xp.ones(g.num_structures, dtype=bool))
-        return xp.concatenate(arrays), xp.concatenate(masks)
-
-    energy, energy_mask = labels("energy", False)
-    forces, forces_mask = labels("forces", True)
-    stress, stress_mask = labels("stress", False)
-    return Batch(
-        positions=xp.concatenate([g.positions for g in graphs]),
-        numbers=xp.concatenate([g.numbers for g in graphs]),
-        species=xp.concatenate([g.species for g in graphs]),
-        cell=xp.concatenate([g.cell for g in graphs]),
-        pbc=xp.concatenate([g.pbc for g in graphs]),
-        batch=xp.asarray(batch_index),
-        ptr=ptr,
-        n_atoms=n_atoms,
-        receivers=xp.concatenate([g.receivers + int(o) for g, o in zip(graphs, offsets)]),
-        senders=xp.concatenate([g.senders + int(o) for g, o in zip(graphs, offsets)]),
-        unit_shifts=xp.concatenate([g.unit_shifts for g in graphs]),
-        edge_batch=xp.asarray(edge_batch),
-        n_edges=n_edges,
-        cutoff=graphs[0].cutoff,
-        species_table=graphs[0].species_table,
-        weights=xp.concatenate([g.weights for g in graphs]),
-        energy=energy,
-        forces=forces,
-        stress=stress,
-        energy_mask=energy_mask,
-        forces_mask=forces_mask,
-        stress_mask=stress_mask,
-    )
+    return Batch.concatenate(graphs)
