@@ -87,9 +87,18 @@ def _validate(
     return xp, dtype, batch, channels
 
 
-def _flat(a: Any, batch: tuple[int, ...], channel: bool, width: int) -> Any:
+def _flat(a: Any, batch: tuple[int, ...], channels: int | None, width: int) -> Any:
+    """``a`` as ``(n, channels, width)`` (``(n, width)`` when ``channels`` is None), ``n = prod(batch)``.
+
+    The sizes are explicit, so an empty batch (``n = 0``) or no channels reshape too.
+    """
     n = int(np.prod(batch, dtype=np.int64)) if batch else 1
-    return a.reshape((n, -1, width) if channel else (n, width))
+    return a.reshape((n, width) if channels is None else (n, channels, width))
+
+
+def _channels_of(name: str, shared: str | None, channels: int) -> int | None:
+    """The channel count of input ``name`` (``None`` for the shared input, which has no channel axis)."""
+    return None if shared == name else channels
 
 
 def _to_compact(a: Any, l: int, xp: ModuleType) -> Any:
@@ -166,7 +175,8 @@ def tensor_product(
         y = _to_compact(y.reshape(y.shape[: y.ndim - l2] + (3**l2,)), l2, xp)
         strategy = None
     kind, perm, (first, second) = _FORWARD[shared]
-    ops = {"x": _flat(x, batch, shared != "x", 2 * l1 + 1), "y": _flat(y, batch, shared != "y", 2 * l2 + 1)}
+    ops = {"x": _flat(x, batch, _channels_of("x", shared, channels), 2 * l1 + 1)}
+    ops["y"] = _flat(y, batch, _channels_of("y", shared, channels), 2 * l2 + 1)
     z = _run(kind, perm, triple, normalization, ops[first], ops[second], xp, strategy)
     if layout == "full":
         z = _to_full(z, l3, xp).reshape(batch + (channels,) + (3,) * l3)
@@ -210,9 +220,9 @@ def tensor_product_vjp(
         grad = _to_compact(grad.reshape(grad.shape[: grad.ndim - l3] + (3**l3,)), l3, xp)
         strategy = None
     ops = {
-        "x": _flat(x, batch, shared != "x", 2 * l1 + 1),
-        "y": _flat(y, batch, shared != "y", 2 * l2 + 1),
-        "g": _flat(grad, batch, True, 2 * l3 + 1),
+        "x": _flat(x, batch, _channels_of("x", shared, channels), 2 * l1 + 1),
+        "y": _flat(y, batch, _channels_of("y", shared, channels), 2 * l2 + 1),
+        "g": _flat(grad, batch, channels, 2 * l3 + 1),
     }
     out = []
     for w in wrt:
