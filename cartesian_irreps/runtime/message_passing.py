@@ -69,14 +69,17 @@ class MessagePassingProduct:
 
     @property
     def num_paths(self) -> int:
+        """Number of paths ``P`` (the last axis of ``w``)."""
         return self.table.P
 
     @property
     def out_dim(self) -> int:
+        """``DZ = sum_p (2 l3_p + 1)``, the last axis of ``z``."""
         return self.table.DZ
 
     @property
     def backend_name(self) -> str:
+        """Where the CPU work runs: the compiled kernel or the NumPy reference."""
         return "compiled (fused.c)" if extension_available() else "numpy reference"
 
     def _check(self, x: Any, y: Any, w: Any, g: Any = None) -> None:

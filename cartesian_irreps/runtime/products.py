@@ -102,7 +102,8 @@ def _channels_of(name: str, shared: str | None, channels: int) -> int | None:
 
 
 def _to_compact(a: Any, l: int, xp: ModuleType) -> Any:
-    """Full (..., 3^l) -> compact (..., 2l+1) for ICTs: ``a @ U^T`` (U is the identity for l <= 1)."""
+    """Full ``(..., 3, ..., 3)`` (l trailing axes) -> compact ``(..., 2l+1)`` of ICTs: ``a @ U^T`` (U = 1, l <= 1)."""
+    a = a.reshape(a.shape[: a.ndim - l] + (3**l,))
     return a if l <= 1 else a @ tables.to_compact_matrix(l, a.dtype, xp)
 
 
@@ -171,8 +172,7 @@ def tensor_product(
         route = plan_lookup.full(triple, shared, strategy)
         if route == "direct":
             return full_direct(x, y, triple, normalization, shared, xp, batch)
-        x = _to_compact(x.reshape(x.shape[: x.ndim - l1] + (3**l1,)), l1, xp)
-        y = _to_compact(y.reshape(y.shape[: y.ndim - l2] + (3**l2,)), l2, xp)
+        x, y = _to_compact(x, l1, xp), _to_compact(y, l2, xp)
         strategy = None
     kind, perm, (first, second) = _FORWARD[shared]
     ops = {"x": _flat(x, batch, _channels_of("x", shared, channels), 2 * l1 + 1)}
@@ -215,9 +215,7 @@ def tensor_product_vjp(
     triple = (l1, l2, l3)
     xs, ys = x.shape, y.shape
     if layout == "full":
-        x = _to_compact(x.reshape(xs[: len(xs) - l1] + (3**l1,)), l1, xp)
-        y = _to_compact(y.reshape(ys[: len(ys) - l2] + (3**l2,)), l2, xp)
-        grad = _to_compact(grad.reshape(grad.shape[: grad.ndim - l3] + (3**l3,)), l3, xp)
+        x, y, grad = _to_compact(x, l1, xp), _to_compact(y, l2, xp), _to_compact(grad, l3, xp)
         strategy = None
     ops = {
         "x": _flat(x, batch, _channels_of("x", shared, channels), 2 * l1 + 1),
@@ -228,12 +226,9 @@ def tensor_product_vjp(
     for w in wrt:
         kind, perm, (first, second) = _VJP[(shared, w)]
         r = _run(kind, perm, triple, normalization, ops[first], ops[second], xp, strategy)
-        l = l1 if w == "x" else l2
         if layout == "full":
-            r = _to_full(r, l, xp)
-            out.append(r.reshape(xs if w == "x" else ys))
-        else:
-            out.append(r.reshape(xs if w == "x" else ys))
+            r = _to_full(r, l1 if w == "x" else l2, xp)
+        out.append(r.reshape(xs if w == "x" else ys))
     return tuple(out)
 
 
