@@ -39,7 +39,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import shlex
 import shutil
 import sys
@@ -53,6 +52,7 @@ import numpy as np
 from ase import Atoms
 
 from cartesian_irreps.runtime.kernels import backend_record, require_compiled
+from cartesian_irreps.runtime.timing import machine_description
 from mlip.evaluation import EvalResult, evaluate_structures, write_predictions_csv
 from mlip.metrics import compute_metrics, format_table
 from mlip.model import load_model, param_shapes
@@ -211,21 +211,7 @@ def _positive_int(text: str) -> int:
 
 def machine() -> str:
     """CPU model, usable cores, Python, NumPy and ASE versions."""
-    import ase
-
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"{cpu}, {cores} cores available; Python {platform.python_version()}, NumPy {np.__version__}, "
-        f"ASE {ase.__version__}"
-    )
+    return machine_description("ase")
 
 
 def _load_average() -> float | None:

@@ -46,7 +46,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -87,6 +86,7 @@ from ase.data import chemical_symbols  # noqa: E402
 
 from cartesian_irreps.runtime.allocator import MALLOC_ENV, keep_freed_memory  # noqa: E402
 from cartesian_irreps.runtime.kernels import backend_record, require_compiled  # noqa: E402
+from cartesian_irreps.runtime.timing import machine_description  # noqa: E402
 from mlip.data import Batch, SpeciesTable, batch_structures  # noqa: E402
 from mlip.model import ModelConfig, Potential, param_shapes  # noqa: E402
 
@@ -125,19 +125,8 @@ def log(msg: str) -> None:
 
 
 def machine() -> str:
-    """CPU model, cores, Python and NumPy versions."""
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {len(os.sched_getaffinity(0))} cores available; Python {platform.python_version()}, "
-        f"NumPy {np.__version__}, ASE {ase.__version__}"
-    )
+    """CPU model, cores, Python, NumPy and ASE versions."""
+    return machine_description("ase")
 
 
 def cu256() -> ase.Atoms:

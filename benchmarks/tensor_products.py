@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -31,13 +30,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from cartesian_irreps._validate import triples  # noqa: E402
 from cartesian_irreps.runtime import tables  # noqa: E402
 from cartesian_irreps.runtime.layouts import to_full  # noqa: E402
 from cartesian_irreps.runtime.products import tensor_product  # noqa: E402
-from cartesian_irreps.runtime.timing import cpu_name, median_time  # noqa: E402
+from cartesian_irreps.runtime.timing import machine_description, median_time  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -212,12 +210,7 @@ def table2(rows: list[dict]) -> str:
 # --------------------------------------------------------------------------- output
 def machine() -> str:
     """CPU model, usable cores, Python, NumPy and opt_einsum versions."""
-    import opt_einsum
-
-    return (
-        f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores available; Python {platform.python_version()}, "
-        f"NumPy {np.__version__}, opt_einsum {opt_einsum.__version__}"
-    )
+    return machine_description("opt_einsum")
 
 
 def replace_section(text: str, name: str, body: str) -> str:

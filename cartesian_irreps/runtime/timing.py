@@ -7,11 +7,14 @@ The best time is the least sensitive to other jobs on the machine; the median sh
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 __all__ = ["best_time", "cpu_name", "median_time"]
 
@@ -48,3 +51,17 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def machine_description(*packages: str) -> str:
+    """``"<CPU>, <n> cores available; Python x, NumPy y, <package> z ..."`` for benchmark records.
+
+    ``packages`` are import names whose ``__version__`` is appended (e.g. ``"ase"``, ``"opt_einsum"``)."""
+    import importlib
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = [f"Python {platform.python_version()}", f"NumPy {np.__version__}"]
+    for name in packages:
+        module = importlib.import_module(name)
+        parts.append(f"{name} {getattr(module, '__version__', '?')}")
+    return f"{cpu_name()}, {cores} cores available; " + ", ".join(parts)
