@@ -72,12 +72,10 @@ def natural_table(L: int) -> PathTable:
 
 def cu256_graph() -> tuple[Any, int]:
     """``(GraphIndex, build seconds)`` of the rattled 256-atom copper cell with a 5 Å cutoff."""
-    import ase.build
-
     from mlip.data import SpeciesTable, batch_structures
+    from mlip.reference_data import fcc_cu_cell
 
-    atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat((4, 4, 4))
-    atoms.rattle(0.05, seed=0)
+    atoms = fcc_cu_cell((4, 4, 4))
     batch = batch_structures([atoms], 5.0, SpeciesTable(["Cu"]))
     n = int(batch.species.shape[0])
     build = best_time(lambda: GraphIndex.build(batch.senders, batch.receivers, n), 20)

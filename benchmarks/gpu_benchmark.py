@@ -76,13 +76,11 @@ def main() -> int:
                 timed(lambda: (mp(xc, yc, wc), mp.vjp(gc, xc, yc, wc)), sync),
             )
         )
-    from ase.build import bulk
-
     from mlip.data import SpeciesTable, batch_structures
     from mlip.model import ModelConfig, Potential
+    from mlip.reference_data import fcc_cu_cell
 
-    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((4, 4, 4))
-    atoms.rattle(0.05, seed=0)
+    atoms = fcc_cu_cell((4, 4, 4))
     batch = batch_structures([atoms], 5.0, SpeciesTable(["Cu"]))
     cfg = ModelConfig(
         elements=("Cu",),

@@ -80,7 +80,6 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]  # for the docs and results only: the code is the installed package
 
 import ase  # noqa: E402
-import ase.build  # noqa: E402
 import ase.io  # noqa: E402
 from ase.data import chemical_symbols  # noqa: E402
 
@@ -89,6 +88,7 @@ from cartesian_irreps.runtime.kernels import backend_record, require_compiled  #
 from cartesian_irreps.runtime.timing import machine_description  # noqa: E402
 from mlip.data import Batch, SpeciesTable, batch_structures  # noqa: E402
 from mlip.model import ModelConfig, Potential, param_shapes  # noqa: E402
+from mlip.reference_data import fcc_cu_cell  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 #: whether glibc malloc was told to keep freed memory (set in main, passed on to the MACE process)
@@ -131,9 +131,7 @@ def machine() -> str:
 
 def cu256() -> ase.Atoms:
     """256-atom periodic fcc Cu cell (a = 3.61 Å), positions rattled by 0.05 Å (seed 0)."""
-    atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat((4, 4, 4))
-    atoms.rattle(stdev=0.05, seed=0)
-    return atoms
+    return fcc_cu_cell((4, 4, 4))
 
 
 def load_systems(names: list[str], data: Path) -> tuple[dict[str, ase.Atoms], list[str]]:

@@ -39,6 +39,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 __all__ = [
     "EMT_ELEMENTS",
+    "fcc_cu_cell",
     "isolated_atom_energies",
     "make_emt_dataset",
     "split",
@@ -270,6 +271,29 @@ def make_emt_dataset(
             if progress is not None:
                 progress(len(out), n_structures)
     return out
+
+
+def fcc_cu_cell(repeat: tuple[int, int, int] = (4, 4, 4), a: float = 3.61, stdev: float = 0.05, seed: int = 0) -> Atoms:
+    """A periodic fcc Cu supercell with rattled positions: the Cu test and benchmark structure.
+
+    ``bulk("Cu", "fcc", a=a, cubic=True).repeat(repeat)`` (4 atoms per cubic cell, so
+    ``4 * prod(repeat)`` atoms; the default is the 256-atom ``cu256`` of the benchmarks), every position
+    displaced by a normal draw of standard deviation ``stdev`` (Å) from ``seed`` (ASE ``rattle``).
+
+    Raises:
+        ValueError: ``repeat`` not three positive integers, ``a`` not positive, ``stdev`` negative.
+    """
+    from ase.build import bulk
+
+    if len(repeat) != 3 or any(isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1 for r in repeat):
+        raise ValueError(f"repeat must be three positive integers, got {repeat!r}")
+    if not (math.isfinite(a) and a > 0):
+        raise ValueError(f"lattice constant a must be positive (Å), got {a!r}")
+    if not (math.isfinite(stdev) and stdev >= 0):
+        raise ValueError(f"rattle stdev must be non-negative (Å), got {stdev!r}")
+    atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat(tuple(int(r) for r in repeat))
+    atoms.rattle(stdev=stdev, seed=seed)
+    return atoms
 
 
 def isolated_atom_energies(elements: Iterable[str] = ("Cu", "Au"), box: float = 20.0) -> dict[str, float]:

@@ -139,7 +139,9 @@ def test_3bpa_excludes_training_structures_and_skips_the_profile(
 # ------------------------------------------------------------------ the installed package, never the tree
 
 
-@pytest.mark.parametrize("name", ["inference.py", "acac.py", "_molecule_benchmark.py", "gpu_benchmark.py", "tensor_products.py"])
+@pytest.mark.parametrize(
+    "name", ["inference.py", "acac.py", "_molecule_benchmark.py", "gpu_benchmark.py", "tensor_products.py"]
+)
 def test_scripts_do_not_put_the_source_tree_on_sys_path(name: str) -> None:
     """An uncompiled checkout must never shadow the installed package (950 ms instead of 134 ms, silently)."""
     text = (ROOT / "benchmarks" / name).read_text()

@@ -17,13 +17,13 @@ sorted by receiver, then sender, then shift, so that a batch is deterministic. N
 Modules: :mod:`~mlip.data.species` (the species table), :mod:`~mlip.data.reading` (structures and
 labels from files), :mod:`~mlip.data.neighbours` (neighbour lists), :mod:`~mlip.data.graph` (edge
 vectors, reverse-edge pairs), :mod:`~mlip.data.batch` (the :class:`Batch`, :func:`batch_structures`),
-:mod:`~mlip.data.collate` (joining batches). Every public name is importable from ``mlip.data``.
+:mod:`~mlip.data.collate` (joining and splitting batches). Every public name is importable from ``mlip.data``.
 
 Nothing here imports CuPy unless :meth:`Batch.to` is asked for it.
 """
 
 from .batch import Batch, batch_structures
-from .collate import concatenate_batches
+from .collate import concatenate_batches, split_batch
 from .graph import EdgePairs, edge_offsets, edge_vectors, reverse_edge_pairs
 from .neighbours import MAX_EDGES_PER_STRUCTURE, neighbour_list
 from .reading import Labels, labels_from_atoms, read_structures
@@ -43,4 +43,5 @@ __all__ = [
     "neighbour_list",
     "read_structures",
     "reverse_edge_pairs",
+    "split_batch",
 ]

@@ -18,7 +18,7 @@ from cartesian_irreps.runtime.backend import module_of, to_host
 from .batch import Batch
 from .graph import EdgePairs
 
-__all__ = ["concatenate_batches"]
+__all__ = ["concatenate_batches", "split_batch"]
 
 
 def _labels(graphs: Sequence[Batch], name: str, per_atom: bool, xp: Any) -> tuple[Any, Any]:
@@ -100,4 +100,50 @@ def concatenate_batches(graphs: Sequence[Batch]) -> Batch:
         stress_mask=stress_mask,
     )
     out.set_edge_pairs(EdgePairs.concatenate([g.edge_pairs() for g in graphs]))
+    return out
+
+
+def split_batch(batch: Batch) -> list[Batch]:
+    """One single-structure :class:`Batch` per structure of ``batch`` (indices made local).
+
+    The inverse of :func:`concatenate_batches`: ``concatenate_batches(split_batch(b))`` rebuilds ``b``.
+    """
+    out = []
+    eptr = np.concatenate([[0], np.cumsum(np.asarray(batch.n_edges))])
+    for s in range(batch.num_structures):
+        a0, a1 = int(batch.ptr[s]), int(batch.ptr[s + 1])
+        e0, e1 = int(eptr[s]), int(eptr[s + 1])
+
+        def lab(name: str, per_atom: bool, s: int = s, a0: int = a0, a1: int = a1) -> Any:
+            v = getattr(batch, name)
+            if v is None:
+                return None
+            return v[a0:a1] if per_atom else v[s : s + 1]
+
+        out.append(
+            Batch(
+                positions=batch.positions[a0:a1],
+                numbers=batch.numbers[a0:a1],
+                species=batch.species[a0:a1],
+                cell=batch.cell[s : s + 1],
+                pbc=batch.pbc[s : s + 1],
+                batch=np.zeros(a1 - a0, dtype=np.int64),
+                ptr=np.array([0, a1 - a0], dtype=np.int64),
+                n_atoms=batch.n_atoms[s : s + 1],
+                receivers=batch.receivers[e0:e1] - a0,
+                senders=batch.senders[e0:e1] - a0,
+                unit_shifts=batch.unit_shifts[e0:e1],
+                edge_batch=np.zeros(e1 - e0, dtype=np.int64),
+                n_edges=batch.n_edges[s : s + 1],
+                cutoff=batch.cutoff,
+                species_table=batch.species_table,
+                weights=batch.weights[s : s + 1],
+                energy=lab("energy", False),
+                forces=lab("forces", True),
+                stress=lab("stress", False),
+                energy_mask=lab("energy_mask", False),
+                forces_mask=lab("forces_mask", False),
+                stress_mask=lab("stress_mask", False),
+            )
+        )
     return out

@@ -30,7 +30,14 @@ from cartesian_irreps.runtime.backend import to_host
 from ..data import Batch, SpeciesTable
 from .errors import DataError
 
-__all__ = ["RANK_TOLERANCE", "RIDGE_LAMBDA", "composition_matrix", "fit_e0", "reference_energies"]
+__all__ = [
+    "RANK_TOLERANCE",
+    "RIDGE_LAMBDA",
+    "composition_matrix",
+    "fit_e0",
+    "reference_energies",
+    "require_isolated_energies",
+]
 
 RIDGE_LAMBDA = 1.0
 #: Relative singular-value threshold below which the composition matrix counts as rank-deficient.
@@ -89,6 +96,18 @@ def fit_e0(counts: np.ndarray, energy: np.ndarray, table: SpeciesTable, mode: st
     )
 
 
+def require_isolated_energies(
+    table: SpeciesTable, isolated: Mapping[str, float], source: str = "isolated energies"
+) -> None:
+    """Raise :class:`DataError` naming every element of ``table`` that ``isolated`` (from ``source``) lacks."""
+    missing = [s for s in table.symbols if s not in isolated]
+    if missing:
+        raise DataError(
+            f"element(s) {', '.join(missing)} of the data have no isolated-atom energy "
+            f"({source} gives: {', '.join(isolated) or 'none'})"
+        )
+
+
 def reference_energies(
     batch: Batch,
     table: SpeciesTable,
@@ -119,12 +138,7 @@ def reference_energies(
     S = len(table)
     counts, energy = composition_matrix(batch, table)
     if isolated is not None:
-        missing = [s for s in table.symbols if s not in isolated]
-        if missing:
-            raise DataError(
-                f"no isolated-atom energy for element(s) {', '.join(missing)} "
-                f"(given for: {', '.join(isolated) or 'none'})"
-            )
+        require_isolated_energies(table, isolated)
         e0 = np.array([float(isolated[s]) for s in table.symbols])
     elif energy is None or not len(energy):  # nothing to fit (forces-only training): energies are relative
         e0 = np.zeros(S)

@@ -17,18 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..archive import atomic_write_text
+from ..training_plots import LOG_COLUMNS  # the CSV columns, defined once beside the plot that reads them
 
 __all__ = ["LOG_COLUMNS", "ProgressBar", "TrainResult", "plot_learning_curve", "write_log"]
-
-LOG_COLUMNS = (
-    "epoch",
-    "time_s",
-    "lr",
-    "train_loss",
-    "valid_loss",
-    "valid_energy_rmse_mev_atom",
-    "valid_force_rmse_mev_A",
-)
 
 
 def _csv_value(v: Any) -> str:

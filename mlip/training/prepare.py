@@ -25,7 +25,7 @@ from ..model import ModelConfig, load_model
 from .checkpoint import DERIVED_MODEL_FIELDS
 from .collate import collate, split_batch
 from .config import TrainConfig
-from .energies import reference_energies
+from .energies import reference_energies, require_isolated_energies
 from .errors import DataError
 from .sources import Source, batch_source, fingerprint, load_isolated_energies, read_labelled, smallest_distance
 
@@ -177,12 +177,7 @@ def prepare_data(
             "raise the cutoff (--cutoff) above it"
         )
     if isolated_energies is not None:
-        missing = [s for s in table.symbols if s not in isolated_energies]
-        if missing:
-            raise DataError(
-                f"element(s) {', '.join(missing)} of the data have no isolated-atom energy "
-                f"({config.isolated_atoms_file or 'isolated energies'} gives: {', '.join(isolated_energies) or 'none'})"
-            )
+        require_isolated_energies(table, isolated_energies, config.isolated_atoms_file or "isolated energies")
     notes: list[str] = []
     if "atomic_energies" not in model:
         mode = config.e0 or "least-squares"

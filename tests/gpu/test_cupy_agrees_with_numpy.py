@@ -62,13 +62,11 @@ def test_message_passing_product(dtype):
 
 
 def test_model_energy_forces_stress_agree():
-    from ase.build import bulk
-
     from mlip.data import SpeciesTable, batch_structures
     from mlip.model import ModelConfig, Potential
+    from mlip.reference_data import fcc_cu_cell
 
-    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
-    atoms.rattle(0.05, seed=0)
+    atoms = fcc_cu_cell((2, 2, 2))
     cfg = ModelConfig(
         elements=("Cu",),
         channels=8,

@@ -590,3 +590,22 @@ def test_set_edge_pairs_refuses_pairs_of_another_edge_list():
     other = batch_structures([_water(), _water()], 3.0, TABLE)
     with pytest.raises(ValueError, match="do not fit a batch"):
         batch.set_edge_pairs(other.edge_pairs())
+
+
+def test_split_batch_is_the_inverse_of_concatenate_batches():
+    import mlip.training
+    from mlip.data import concatenate_batches, split_batch
+    from mlip.reference_data import fcc_cu_cell
+
+    table = SpeciesTable(["Cu"])
+    structures = [fcc_cu_cell((1, 1, 1), seed=s) for s in range(3)] + [fcc_cu_cell((2, 1, 1), seed=9)]
+    full = batch_structures(structures, 3.0, table)
+    parts = split_batch(full)
+    assert [p.num_structures for p in parts] == [1, 1, 1, 1]
+    for part, atoms in zip(parts, structures):
+        for name, value in batch_structures([atoms], 3.0, table).arrays().items():
+            assert np.array_equal(getattr(part, name), value), name
+    again = concatenate_batches(parts)
+    for name, value in full.arrays().items():
+        assert np.array_equal(getattr(again, name), value), name
+    assert mlip.training.split_batch is split_batch  # the training package re-exports the data one

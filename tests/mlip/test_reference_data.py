@@ -284,3 +284,38 @@ def test_split_properties(n, weights, seed):
             assert p
         if n >= 10 * positive:
             assert abs(len(p) - f * n) <= positive
+
+
+def test_fcc_cu_cell_is_the_rattled_fcc_supercell():
+    from ase.build import bulk
+
+    from mlip.reference_data import fcc_cu_cell
+
+    ideal = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 3))
+    atoms = fcc_cu_cell((2, 1, 3), stdev=0.05, seed=3)
+    assert len(atoms) == 4 * 2 * 1 * 3 and set(atoms.get_chemical_symbols()) == {"Cu"}
+    np.testing.assert_allclose(atoms.cell.array, ideal.cell.array)
+    assert atoms.pbc.all()
+    d = atoms.positions - ideal.positions
+    assert 0.02 < d.std() < 0.08  # rattled by ~0.05 Å, not left ideal
+    np.testing.assert_array_equal(atoms.positions, fcc_cu_cell((2, 1, 3), stdev=0.05, seed=3).positions)
+    np.testing.assert_allclose(
+        fcc_cu_cell((1, 1, 1), stdev=0.0).positions, bulk("Cu", "fcc", a=3.61, cubic=True).positions
+    )
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"repeat": (0, 1, 1)}, "repeat"),
+        ({"repeat": (1, 1)}, "repeat"),
+        ({"repeat": (1.5, 1, 1)}, "repeat"),
+        ({"a": -3.6}, "lattice constant"),
+        ({"stdev": -0.1}, "stdev"),
+    ],
+)
+def test_fcc_cu_cell_rejects_bad_arguments(kw, match):
+    from mlip.reference_data import fcc_cu_cell
+
+    with pytest.raises(ValueError, match=match):
+        fcc_cu_cell(**kw)
