@@ -37,6 +37,7 @@ import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -448,8 +449,18 @@ class Potential:
         v = params[name]
         return v if isinstance(v, Tensor) else ad.constant(v)
 
-    def site_energies(self, batch: Any, vectors: Tensor, params: dict[str, Any] | None = None) -> Tensor:
-        """``E_i`` (N,) in eV for the batch's atoms, given edge vectors ``(E, 3)`` in Å."""
+    def site_energies(
+        self,
+        batch: Any,
+        vectors: Tensor,
+        params: dict[str, Any] | None = None,
+        exchange: Callable[[dict[Key, Tensor]], dict[Key, Tensor]] | None = None,
+    ) -> Tensor:
+        """``E_i`` (N,) in eV for the batch's atoms, given edge vectors ``(E, 3)`` in Å.
+
+        ``exchange`` (domain decomposition, :mod:`mlip.lammps`) maps the node features ``h`` to the ones
+        used by the next layer, after every layer but the last (it overwrites ghost atoms' rows).
+        """
         cfg = self.config
         params = self.params if params is None else params
         P = lambda name: self._tensor(name, params)  # noqa: E731
@@ -559,7 +570,7 @@ class Potential:
                 w1 = P(f"{pre}.readout.1") * (SILU_SCALE / math.sqrt(cfg.readout_hidden))
                 e = ad.einsum("nj,j->n", hid, w1)
             energy = e if energy is None else energy + e
-            h = h_new
+            h = h_new if exchange is None or lp.index == cfg.num_layers - 1 else exchange(h_new)
         shift = xp.asarray(np.array(cfg.atomic_energies, dtype=vectors.dtype))[species]
         return energy * cfg.energy_scale + ad.constant(shift)
 

