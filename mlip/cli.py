@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .lammps import cli as lammps_cli
+
 __all__ = ["build_parser", "entry", "main"]
 
 # The model multiplies many small matrices: threaded OpenBLAS only adds hand-off cost, and when other
@@ -209,11 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mlip",
         description="Train, evaluate and run an irreducible-Cartesian-tensor interatomic potential.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,md,demo}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,md,demo,lammps}")
     _add_train(sub)
     _add_eval(sub)
     _add_md(sub)
     _add_demo(sub)
+    lammps_cli.add_parser(sub)
     return parser
 
 
@@ -354,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .training import DataError, TrainingError
 
     args = build_parser().parse_args(argv)
-    commands = {"train": _cmd_train, "eval": _cmd_eval, "md": _cmd_md, "demo": _cmd_demo}
+    commands = {"train": _cmd_train, "eval": _cmd_eval, "md": _cmd_md, "demo": _cmd_demo, "lammps": lammps_cli.run}
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:

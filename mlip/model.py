@@ -34,10 +34,10 @@ import json
 import math
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np

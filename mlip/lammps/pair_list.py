@@ -111,7 +111,7 @@ def species_of_elements(potential: Potential, elements: Sequence[str]) -> np.nda
     return np.asarray(out, dtype=np.int64)
 
 
-def _cell_from_h(h: np.ndarray) -> np.ndarray:
+def cell_from_h(h: np.ndarray) -> np.ndarray:
     """LAMMPS's shape matrix ``h = (xprd, yprd, zprd, yz, xz, xy)`` as lattice vectors in rows (3, 3)."""
     return np.array([[h[0], 0.0, 0.0], [h[5], h[1], 0.0], [h[4], h[3], h[2]]])
 
@@ -154,7 +154,7 @@ def compact_graph(
     moved = pair_j != rep_j
     if moved.any():
         d = positions[pair_j[moved]] - positions[rep_j[moved]]
-        shifts[moved] = np.rint(d @ np.linalg.inv(_cell_from_h(h))).astype(np.int64)
+        shifts[moved] = np.rint(d @ np.linalg.inv(cell_from_h(h))).astype(np.int64)
     nodes = np.concatenate([np.arange(n_local), remote_rows])
     graph = PairGraph(
         species=np.asarray(species, dtype=np.int64)[nodes],
