@@ -28,7 +28,7 @@ single rank has no ghost nodes at all and evaluates exactly the graph of the ASE
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -254,6 +254,10 @@ def evaluate_pairs(
             "-layer model needs the ghosts' features from their owners"
         )
     dtype = np.dtype(potential.config.dtype)
+    if xp is not np:  # the graph's index arrays on the device of the parameters
+        graph = replace(
+            graph, **{f: xp.asarray(getattr(graph, f)) for f in ("species", "senders", "receivers", "unit_shifts")}
+        )
     vec = ad.tensor(xp.asarray(vectors, dtype=dtype).reshape(-1, 3), requires_grad=True)
     exchange, counted = None, None
     if halo is not None and potential.config.num_layers > 1:
