@@ -166,7 +166,7 @@ def test_compact_graph_keeps_one_node_per_remote_atom():
 @given(seed=st.integers(0, 2**31 - 1), reflect=st.booleans())
 def test_energies_invariant_pair_forces_equivariant(seed, reflect, potential):
     atoms = molecule_in_box()
-    ref, calc = ase_reference(atoms, potential)
+    _, calc = ase_reference(atoms, potential)
     graph, vectors = ase_graph(atoms, calc)
     q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
     if reflect != (np.linalg.det(q) < 0):
