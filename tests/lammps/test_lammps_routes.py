@@ -46,6 +46,9 @@ def check_against_ase(out: dict, atoms: Atoms, ref: dict) -> None:
     np.testing.assert_allclose(out["forces"], ref["forces"], rtol=0, atol=TOL)
     if "energies" in out:
         np.testing.assert_allclose(out["energies"], ref["energies"], rtol=0, atol=TOL)
+        # per-atom virials (compute stress/atom: -W_i in bar Å^3) add up to the global virial pressure
+        total = -out["stress_atom"].sum(axis=0) / float(out["volume"])
+        np.testing.assert_allclose(total, out["pressure_virial"], rtol=1e-9, atol=1e-6)
     if atoms.pbc.all():
         np.testing.assert_allclose(lammps_stress(out), ref["stress"], rtol=0, atol=TOL)
     else:

@@ -62,6 +62,7 @@ def main(path: str) -> None:
     lmp.commands_list(
         [
             "compute pea all pe/atom",
+            "compute sva all stress/atom NULL virial",
             "compute vir all pressure NULL virial",
             "thermo_style custom step pe c_vir[1] c_vir[2] c_vir[3] c_vir[4] c_vir[5] c_vir[6]",
             "thermo_modify norm no",
@@ -85,6 +86,7 @@ def main(path: str) -> None:
     out["forces"] = np.array(lmp.gather_atoms("f", 1, 3)).reshape(-1, 3)
     if spec.get("route", "plugin") == "plugin":
         out["energies"] = np.array(lmp.gather("c_pea", 1, 1))
+        out["stress_atom"] = np.array(lmp.gather("c_sva", 1, 6)).reshape(-1, 6)
     out["pressure_virial"] = np.array([lmp.extract_compute("vir", 0, 1)[k] for k in range(6)])
     out["nktv2p"] = lmp.extract_global("nktv2p")
     out["volume"] = lmp.get_thermo("vol")
