@@ -79,6 +79,34 @@ def test_fix_external_fallback_matches_ase(structure, nprocs, model_path, tmp_pa
     check_against_ase(out, atoms, reference(atoms, model_path))
 
 
+def test_rank_without_atoms(model_path, tmp_path):
+    """A molecule entirely in one rank's half of the box: the other rank owns nothing and still takes part
+    in every exchange (no deadlock), results as ASE."""
+    atoms = molecule_in_box()
+    atoms.positions[:, 0] += 4.0 - atoms.positions[:, 0].mean()  # x in about [2.5, 5.5] of a 16 Å box
+    out = run_worker(spec_of(atoms, model_path, tmp_path / "out.npz"), 2, tmp_path)
+    check_against_ase(out, atoms, reference(atoms, model_path))
+    assert int(out["remote_nodes"]) == 0
+
+
+def test_three_layers_two_ranks(tmp_path):
+    """Two feature exchanges per evaluation (after layers 1 and 2)."""
+    model = save_model(tmp_path, seed=4, num_layers=3)
+    atoms = periodic_cell()
+    out = run_worker(spec_of(atoms, model, tmp_path / "out.npz"), 2, tmp_path)
+    check_against_ase(out, atoms, reference(atoms, model))
+    assert int(out["remote_nodes"]) > 0
+
+
+def test_float32_evaluation_two_ranks(model_path, tmp_path):
+    atoms = periodic_cell()
+    out = run_worker(spec_of(atoms, model_path, tmp_path / "out.npz", dtype="float32"), 2, tmp_path)
+    ref = reference(atoms, model_path)
+    assert abs(float(out["energy"]) - ref["energy"]) < 1e-4 * abs(ref["energy"])
+    np.testing.assert_allclose(out["forces"], ref["forces"], rtol=0, atol=1e-4 * np.abs(ref["forces"]).max())
+    assert np.abs(out["forces"] - ref["forces"]).max() > 0  # really evaluated in float32
+
+
 def nve_system() -> tuple[Atoms, np.ndarray]:
     """108 Cu/Ni atoms (cubic 10.8 Å box) with ~1500 K velocities (Å/ps), zero total momentum."""
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((3, 3, 3))

