@@ -29,20 +29,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from cartesian_irreps.runtime.backend import module_of, to_host
+from cartesian_irreps.runtime.fused import GraphIndex
 
 from .. import autodiff as ad
+from .. import blocks
 from ..autodiff import Context, Function, Tensor
-from ..model import Key, Potential
+from ..data import EdgePairs
+from ..equivariant import edge_harmonics
+from ..layer_plan import Key
+from ..model import Potential
 
 __all__ = ["Halo", "PairGraph", "PairResult", "compact_graph", "evaluate_pairs", "species_of_elements"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PairGraph:
     """A graph on ``n_nodes = n_local + n_remote`` nodes, the interface :meth:`Potential.site_energies` reads.
 
@@ -64,6 +70,22 @@ class PairGraph:
     @property
     def num_nodes(self) -> int:
         return int(self.species.shape[0])
+
+    @cached_property
+    def _index(self) -> GraphIndex:
+        return GraphIndex.build(self.senders, self.receivers, self.num_nodes)
+
+    @cached_property
+    def _pairs(self) -> EdgePairs:
+        return EdgePairs.of(self.senders, self.receivers, self.unit_shifts)
+
+    def graph_index(self) -> GraphIndex:
+        """The graph kernels' orderings of the pairs (built once per graph, as :meth:`mlip.data.Batch.graph_index`)."""
+        return self._index
+
+    def edge_pairs(self) -> EdgePairs:
+        """Each pair grouped with its reverse, when both are local (as :meth:`mlip.data.Batch.edge_pairs`)."""
+        return self._pairs
 
 
 @dataclass(frozen=True)
@@ -166,42 +188,43 @@ def compact_graph(
     return graph, remote_rows
 
 
-class _Exchange(Function):
-    """``out[:n] = x[:n]``, ``out[n:] = x[owner rows]`` across ranks; adjoint :class:`_ReverseExchange`."""
+class _Extend(Function):
+    """``(n_local, W) -> (n_nodes, W)``: the local rows, then each ghost node's row copied from its owner
+    (forward communication). Adjoint: :class:`_Collect`."""
 
     @staticmethod
-    def forward(ctx: Context, x: Any, *, halo: Halo, n_local: int) -> Any:  # type: ignore[override]
-        ctx.halo, ctx.n_local = halo, n_local
+    def forward(ctx: Context, x: Any, *, halo: Halo, n_nodes: int) -> Any:  # type: ignore[override]
+        ctx.halo, ctx.n_nodes = halo, n_nodes
+        n_local = x.shape[0]
         host = to_host(x, np.float64)
         buf = np.zeros((halo.n_all, host.shape[1]), dtype=np.float64)
-        buf[:n_local] = host[:n_local]
+        buf[:n_local] = host
         halo.forward(buf)
-        host = host.copy()
-        host[n_local:] = buf[halo.remote_rows]
-        return module_of(x).asarray(host.astype(x.dtype, copy=False))
+        out = np.concatenate([host, buf[halo.remote_rows]]) if n_nodes > n_local else host
+        return module_of(x).asarray(out.astype(x.dtype, copy=False))
 
     @staticmethod
     def vjp(ctx: Context, g: Tensor, x: Tensor) -> tuple[Tensor | None]:
-        return (_ReverseExchange.apply(g, halo=ctx.halo, n_local=ctx.n_local),)
+        return (_Collect.apply(g, halo=ctx.halo, n_local=x.shape[0]),)
 
 
-class _ReverseExchange(Function):
-    """``out[:n] = g[:n] + sum of g over the ghost copies of each owned row``, ``out[n:] = 0``."""
+class _Collect(Function):
+    """``(n_nodes, W) -> (n_local, W)``: each local row plus the rows of all its ghost copies, on every rank
+    (reverse communication). Adjoint: :class:`_Extend`."""
 
     @staticmethod
     def forward(ctx: Context, g: Any, *, halo: Halo, n_local: int) -> Any:  # type: ignore[override]
-        ctx.halo, ctx.n_local = halo, n_local
+        ctx.halo, ctx.n_nodes = halo, g.shape[0]
         host = to_host(g, np.float64)
         buf = np.zeros((halo.n_all, host.shape[1]), dtype=np.float64)
         buf[halo.remote_rows] = host[n_local:]
         halo.reverse(buf)
-        out = np.zeros_like(host)
-        out[:n_local] = host[:n_local] + buf[:n_local]
+        out = host[:n_local] + buf[:n_local]
         return module_of(g).asarray(out.astype(g.dtype, copy=False))
 
     @staticmethod
     def vjp(ctx: Context, g: Tensor, x: Tensor) -> tuple[Tensor | None]:
-        return (_Exchange.apply(g, halo=ctx.halo, n_local=ctx.n_local),)
+        return (_Extend.apply(g, halo=ctx.halo, n_nodes=ctx.n_nodes),)
 
 
 def feature_width(potential: Potential) -> int:
@@ -212,23 +235,66 @@ def feature_width(potential: Potential) -> int:
     return max(potential.config.channels * sum(2 * l + 1 for l, _ in lp.out_keys) for lp in plan[:-1])
 
 
-def _exchanger(halo: Halo, n_local: int) -> Callable[[dict[Key, Tensor]], dict[Key, Tensor]]:
-    """The ``exchange`` hook of :meth:`Potential.site_energies`: all keys in one buffer, one exchange."""
+def _extend(h: dict[Key, Tensor], halo: Halo, n_nodes: int) -> dict[Key, Tensor]:
+    """The local features ``h`` (n_local rows) with the ghost nodes' rows appended: all keys in one buffer,
+    one exchange."""
+    keys = list(h)
+    n = h[keys[0]].shape[0]
+    widths = [h[k].shape[1] * h[k].shape[2] for k in keys]
+    flat = [ad.reshape(h[k], (n, w)) for k, w in zip(keys, widths)]
+    joined = flat[0] if len(flat) == 1 else ad.concatenate(flat, axis=1)
+    out = _Extend.apply(joined, halo=halo, n_nodes=n_nodes)
+    result, offset = {}, 0
+    for k, w in zip(keys, widths):
+        result[k] = ad.reshape(out[:, offset : offset + w], (n_nodes, *h[k].shape[1:]))
+        offset += w
+    return result
 
-    def exchange(h: dict[Key, Tensor]) -> dict[Key, Tensor]:
-        keys = list(h)
-        n = h[keys[0]].shape[0]
-        widths = [h[k].shape[1] * h[k].shape[2] for k in keys]
-        flat = [ad.reshape(h[k], (n, w)) for k, w in zip(keys, widths)]
-        joined = flat[0] if len(flat) == 1 else ad.concatenate(flat, axis=1)
-        out = _Exchange.apply(joined, halo=halo, n_local=n_local)
-        result, offset = {}, 0
-        for k, w in zip(keys, widths):
-            result[k] = ad.reshape(out[:, offset : offset + w], h[k].shape)
-            offset += w
-        return result
 
-    return exchange
+def local_site_energies(potential: Potential, graph: PairGraph, vectors: Tensor, halo: Halo | None) -> Tensor:
+    """``E_i`` (n_local,) in eV: :meth:`Potential.site_energies` composed from the same blocks, with every
+    per-node block after the messages (product basis, readout) on the local rows only, and the ghost rows
+    of the next layer's input filled by the halo exchange (:func:`_extend`).
+
+    The messages into local atoms read ``h~_j = W_up h_j`` of ghost nodes ``j``; nothing else is computed
+    for ghost nodes. With no ghost nodes this is exactly :meth:`Potential.site_energies`.
+    """
+    cfg = potential.config
+    params = potential.params
+
+    def weight(name: str) -> Tensor:
+        v = params[name]
+        return v if isinstance(v, Tensor) else ad.constant(v)
+
+    xp = vectors.xp
+    n_local, n_nodes = graph.n_local, graph.num_nodes
+    ghosts = n_nodes > n_local
+    species = xp.asarray(graph.species)
+    local_species = species[:n_local] if ghosts else species
+    index = graph.graph_index()
+    radial, pairs = blocks.radial_embedding(vectors, graph.edge_pairs(), cfg.cutoff, cfg.num_bessel, cfg.envelope_p)
+    harm = edge_harmonics(vectors, cfg.lmax)
+    h = blocks.embedding(weight("embed"), species, cfg.channels)  # every node (the ghosts' own species)
+    energy = None
+    for lp in potential.plan:
+        pre = f"layers.{lp.index}"
+        last = lp.index == cfg.num_layers - 1
+        if ghosts:
+            up, _ = blocks.self_interaction(h, lp, weight, pre, species)
+            _, sc = blocks.self_interaction({k: v[:n_local] for k, v in h.items()}, lp, weight, pre, local_species)
+        else:
+            up, sc = blocks.self_interaction(h, lp, weight, pre, species)
+        radial_w = blocks.radial_weights(radial, lp, weight, pre, len(cfg.radial_hidden), cfg.channels, pairs)
+        A = blocks.interaction(up, harm, index, radial_w, lp, weight, pre, cfg.avg_num_neighbors)
+        if ghosts:
+            A = {k: v[:n_local] for k, v in A.items()}  # ghost nodes receive no messages here
+        h_local = blocks.product_basis(A, sc, lp, weight, pre, local_species)
+        e = blocks.readout(h_local[(0, 1)][:, :, 0], weight, pre, last=last)
+        energy = e if energy is None else energy + e
+        if not last:
+            h = _extend(h_local, halo, n_nodes) if halo is not None else h_local
+    shift = xp.asarray(np.array(cfg.atomic_energies, dtype=vectors.dtype))[local_species]
+    return energy * cfg.energy_scale + ad.constant(shift)
 
 
 def evaluate_pairs(
@@ -259,12 +325,11 @@ def evaluate_pairs(
             graph, **{f: xp.asarray(getattr(graph, f)) for f in ("species", "senders", "receivers", "unit_shifts")}
         )
     vec = ad.tensor(xp.asarray(vectors, dtype=dtype).reshape(-1, 3), requires_grad=True)
-    exchange, counted = None, None
+    counted = None
     if halo is not None and potential.config.num_layers > 1:
         counted = _CountingHalo(halo)
-        exchange = _exchanger(counted.halo, graph.n_local)
-    site = potential.site_energies(graph, vec, exchange=exchange)
-    local = site[: graph.n_local] if n_remote else site
+        halo = counted.halo
+    local = local_site_energies(potential, graph, vec, halo)
     (g,) = ad.grad(ad.sum(local), [vec], allow_unused=True)
     if counted is not None:
         counted.balance()
