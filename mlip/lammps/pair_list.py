@@ -14,12 +14,12 @@ and takes back the local site energies ``E_i`` (eV) and ``f_ij = dE/dr_ij`` (eV/
 
 Message passing (``T = num_layers`` layers) makes ``E_i`` depend on atoms up to ``T r_c`` away. Here the
 graph holds the local atoms and their neighbours only, and ghost atoms' node features are *exchanged*
-between layers (:class:`Halo`): after layer t every ghost row of ``h^(t)`` is replaced by the row of the
-atom it copies (forward communication), and in the backward pass the cotangents of ghost rows are summed
-onto their owners (reverse communication). Each rank therefore computes the edges of its own atoms only:
-no ghost shell wider than ``r_c``, no duplicated edge work; the cost is the (discarded) node work on the
-ghost rows and one exchange of ``K * sum_l (2l+1)`` numbers per ghost atom per hidden layer, twice (forward
-and backward).
+between layers (:class:`Halo`, :func:`local_site_energies`): each layer computes ``h^(t)`` of the local
+atoms, then the ghost nodes' rows are appended, copied from the atoms they copy (forward communication);
+in the backward pass the cotangents of the ghost rows are summed onto their owners (reverse
+communication). Each rank therefore computes the edges of its own atoms only: no ghost shell wider than
+``r_c``, no duplicated edge work; per ghost node only ``W_up h`` is computed, and ``K * sum_l (2l+1)``
+numbers are exchanged per ghost atom and hidden layer, twice (forward and backward).
 
 Ghosts that are periodic images of a local atom are folded onto that atom (same node, by atom ID), so a
 single rank has no ghost nodes at all and evaluates exactly the graph of the ASE calculator.
