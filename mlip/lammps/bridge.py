@@ -127,14 +127,16 @@ class LammpsModel:
         species = self.type_species[types - 1]
         graph, remote_rows = compact_graph(pair_i, pair_j, species, tags, x, h, n_local)
         halo = None
-        if self.nprocs > 1:
-            lib, width_of = self.lib, lambda buf: buf.shape[1]
-            halo = Halo(
-                n_all=len(types),
-                remote_rows=remote_rows,
-                forward=lambda buf: lib.mlip_forward_comm(c_void_p(pair), buf.ctypes.data_as(c_void_p), width_of(buf)),
-                reverse=lambda buf: lib.mlip_reverse_comm(c_void_p(pair), buf.ctypes.data_as(c_void_p), width_of(buf)),
-            )
+        if self.nprocs > 1:  # on one rank every ghost is an image of a local atom: no ghost nodes
+            lib = self.lib
+
+            def forward(buf: np.ndarray) -> None:
+                lib.mlip_forward_comm(c_void_p(pair), buf.ctypes.data_as(c_void_p), buf.shape[1])
+
+            def reverse(buf: np.ndarray) -> None:
+                lib.mlip_reverse_comm(c_void_p(pair), buf.ctypes.data_as(c_void_p), buf.shape[1])
+
+            halo = Halo(n_all=len(types), remote_rows=remote_rows, forward=forward, reverse=reverse)
         self.last = evaluate_pairs(self.potential, graph, rij, halo, self.xp)
         self.stats = {"local": n_local, "remote": graph.num_nodes - n_local, "pairs": len(pair_i)}
         return self.last

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @requires_lammps
 def test_lammps_benchmark_runs(tmp_path):
     out = tmp_path / "lammps.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "lammps.py"), "--sizes", "256", "--steps", "1"]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "lammps.py"), "--sizes", "256", "--steps", "2"]
     cmd += ["--channels", "4", "--output", str(out), "--no-docs"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
