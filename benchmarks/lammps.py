@@ -229,7 +229,12 @@ def figure(results: dict, path: Path) -> None:
     ax2.bar([i - 0.2 for i in x], [w["t1_ms"] / 1e3 for w in weak], 0.4, label="1 rank, N atoms")
     ax2.bar([i + 0.2 for i in x], [w["t2_ms"] / 1e3 for w in weak], 0.4, label="2 ranks, 2N atoms")
     for i, w in zip(x, weak):
-        ax2.text(i, max(w["t1_ms"], w["t2_ms"]) / 1e3 * 1.02, f"eff. {w['efficiency']:.2f}", ha="center")
+        ax2.text(
+            i,
+            max(w["t1_ms"], w["t2_ms"]) / 1e3 * 1.02,
+            f"eff. {w['efficiency']:.2f}\n(best {w['efficiency_best']:.2f})",
+            ha="center",
+        )
     ax2.set_xticks(list(x), [f"N = {n}" for n in per_rank])
     ax2.set_ylabel("wall time per MD step (s)")
     ax2.set_title("weak scaling (atoms per rank fixed)")
@@ -269,7 +274,8 @@ def markdown(results: dict) -> str:
                 line += f"; LAMMPS 1 rank vs ASE: {ase_rows[0]['ms_per_step'] / one[0]['ms_per_step']:.2f}x"
             speed.append(line)
     weak = [
-        f"| {w['atoms_per_rank']} | {w['t1_ms']:.0f} | {w['t2_ms']:.0f} | {w['efficiency']:.2f} |"
+        f"| {w['atoms_per_rank']} | {w['t1_ms']:.0f} | {w['t2_ms']:.0f} | {w['efficiency']:.2f} | "
+        f"{w['efficiency_best']:.2f} |"
         for w in results["weak"]
     ]
     ghosts = []
@@ -297,10 +303,11 @@ def markdown(results: dict) -> str:
             "",
             *speed,
             "",
-            "Weak scaling (atoms per rank fixed; efficiency = t(1 rank, N) / t(2 ranks, 2N), median wall times):",
+            "Weak scaling (atoms per rank fixed; efficiency = t(1 rank, N) / t(2 ranks, 2N), from the median "
+            "and from the best step):",
             "",
-            "| atoms per rank | 1 rank (ms / step) | 2 ranks (ms / step) | efficiency |",
-            "|---|---|---|---|",
+            "| atoms per rank | 1 rank (ms / step) | 2 ranks (ms / step) | efficiency | efficiency (best step) |",
+            "|---|---|---|---|---|",
             *weak,
             "",
             *ghosts,
@@ -345,8 +352,16 @@ def main() -> None:
         results["lammps"] = list(timed.values())
         for (n, r), res in sorted(timed.items()):
             if r == 1 and (2 * n, 2) in timed:
-                t1, t2 = res["ms_per_step"], timed[(2 * n, 2)]["ms_per_step"]
-                results["weak"].append({"atoms_per_rank": n, "t1_ms": t1, "t2_ms": t2, "efficiency": t1 / t2})
+                two = timed[(2 * n, 2)]
+                results["weak"].append(
+                    {
+                        "atoms_per_rank": n,
+                        "t1_ms": res["ms_per_step"],
+                        "t2_ms": two["ms_per_step"],
+                        "efficiency": res["ms_per_step"] / two["ms_per_step"],
+                        "efficiency_best": res["best_ms_per_step"] / two["best_ms_per_step"],
+                    }
+                )
         if not args.no_ase:
             results["ase"] = [run_ase(n, args.steps, args.warmup, args.channels) for n in args.sizes]
     results["load_before"], results["load_after"] = load_before, load_average()
