@@ -224,21 +224,17 @@ def figure(results: dict, path: Path) -> None:
     ax1.set_title("MD step time, 1 thread per process")
     ax1.legend()
     weak = results["weak"]
-    per_rank = [w["atoms_per_rank"] for w in weak]
-    x = range(len(weak))
-    ax2.bar([i - 0.2 for i in x], [w["t1_ms"] / 1e3 for w in weak], 0.4, label="1 rank, N atoms")
-    ax2.bar([i + 0.2 for i in x], [w["t2_ms"] / 1e3 for w in weak], 0.4, label="2 ranks, 2N atoms")
+    x = list(range(len(weak)))
+    rel = [w["t2_ms"] / w["t1_ms"] for w in weak]
+    ax2.bar(x, rel, 0.5, color="tab:green", label="2 ranks, 2N atoms (median step)")
+    ax2.axhline(1.0, color="k", lw=1, ls="--", label="ideal (= 1 rank, N atoms)")
     for i, w in zip(x, weak):
-        ax2.text(
-            i,
-            max(w["t1_ms"], w["t2_ms"]) / 1e3 * 1.02,
-            f"eff. {w['efficiency']:.2f}\n(best {w['efficiency_best']:.2f})",
-            ha="center",
-        )
-    ax2.set_xticks(list(x), [f"N = {n}" for n in per_rank])
-    ax2.set_ylabel("wall time per MD step (s)")
+        ax2.text(i, rel[i] + 0.03, f"eff. {w['efficiency']:.2f}\n(best {w['efficiency_best']:.2f})", ha="center")
+    ax2.set_xticks(x, [f"N = {w['atoms_per_rank']}" for w in weak])
+    ax2.set_ylim(0, max([*rel, 1.0]) * 1.4)
+    ax2.set_ylabel("time per step / time of 1 rank with N atoms")
     ax2.set_title("weak scaling (atoms per rank fixed)")
-    ax2.legend()
+    ax2.legend(loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -278,7 +274,13 @@ def markdown(results: dict) -> str:
         f"{w['efficiency_best']:.2f} |"
         for w in results["weak"]
     ]
-    ghosts = []
+    one_rank = sorted((r for r in results["lammps"] if r["ranks"] == 1), key=lambda r: r["atoms"])
+    per_atom = ", ".join(f"{r['atoms']}: {r['ms_per_step'] / r['atoms'] * 1e3:.0f}" for r in one_rank)
+    ghosts = [
+        f"* Time per atom-step on 1 rank (µs) grows with the system ({per_atom}): the model's per-step arrays "
+        "outgrow the caches. Part of a 2-rank speedup on the large cells is each rank's smaller working set, "
+        "not only the halved work; the weak-scaling rows show that effect as efficiencies near or above 1."
+    ]
     for r in results["lammps"]:
         if r["ranks"] == 2:
             d = r["ranks_detail"]
