@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mlip",
         description="Train, evaluate and run an irreducible-Cartesian-tensor interatomic potential.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,md,demo,lammps}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,md,demo}")
     _add_train(sub)
     _add_eval(sub)
     _add_md(sub)
