@@ -26,12 +26,13 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ..lammps import cli as lammps_cli
 from . import demo, md, train
 from . import eval as eval_cmd
 
 __all__ = ["build_parser", "entry", "main", "version"]
 
-_COMMANDS = {"train": train, "eval": eval_cmd, "md": md, "demo": demo}
+_COMMANDS = {"train": train, "eval": eval_cmd, "md": md, "demo": demo, "lammps": lammps_cli}
 
 
 def version() -> str:
