@@ -558,6 +558,24 @@ def plan(
                 return check_coupling(mutated(cpl) if t == mutate else cpl, full and norm == "unit")
 
             yield f"C{t} {norm}", thunk
+    yield from _product_basis_groups(lmax)
+
+
+def _product_basis_groups(lmax: int) -> Iterator[tuple[str, Callable[[], list[CheckResult]]]]:
+    """The generated product-basis tables with ranks <= ``lmax`` (see :mod:`.symbolic.product_basis`)."""
+    from .generator.product_basis import PRODUCT_BASIS_CONFIGS, derived_tables
+    from .symbolic.product_basis import check_product_basis
+
+    for key, pb in derived_tables(tuple(c for c in PRODUCT_BASIS_CONFIGS if c[0] <= lmax)).items():
+        obj = f"Pi(L={key[2]},nu={key[3]},{key[4]}) {len(pb.a_keys)}->{len(pb.basis)} keys"
+
+        def thunk(pb=pb, obj=obj) -> list[CheckResult]:
+            start = time.perf_counter()
+            checks = check_product_basis(pb)
+            secs = (time.perf_counter() - start) / len(checks)
+            return [CheckResult(obj, name, ok, secs, detail) for name, ok, detail in checks]
+
+        yield f"product basis {key[2:]}", thunk
 
 
 def run(

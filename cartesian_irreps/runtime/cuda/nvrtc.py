@@ -60,7 +60,9 @@ def version() -> tuple[int, int]:
     return tuple(_binding().getVersion())
 
 
-def compile_to_ptx(source: str, name: str = "kernel.cu", options: tuple[str, ...] = (), arch: str = DEFAULT_ARCH) -> str:
+def compile_to_ptx(
+    source: str, name: str = "kernel.cu", options: tuple[str, ...] = (), arch: str = DEFAULT_ARCH
+) -> str:
     """PTX text of ``source`` compiled by NVRTC for ``arch`` (``-arch=...``) with extra ``options``.
 
     Raises :class:`CudaCompileError` with the compiler log on a syntax or type error.
