@@ -24,42 +24,52 @@ For each structure (positions r_i in Å, species Z_i), with edges j -> i inside 
 3. site energy ``E_i = s sum_t readout_t(h_i^(t)) + mu[Z_i]``; ``E = sum_i E_i`` (eV).
 
 Forces ``F = -dE/dr`` and stress ``sigma = (1/V) dE/d(strain)`` come from :mod:`mlip.autodiff`.
-Parameters are plain named arrays (:class:`Params`); ``save``/``load`` use a pickle-free ``.npz``
+The layer plan (keys, paths, the folded product basis) is :mod:`mlip.layer_plan`; the steps above are
+the functions of :mod:`mlip.blocks`, composed here.
+Parameters are plain named arrays (:func:`param_shapes`); ``save``/``load`` use a pickle-free ``.npz``
 holding the arrays and the JSON config with a format version.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import zipfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cartesian_irreps._validate import parity_of
 from cartesian_irreps.runtime import tables
-from cartesian_irreps.runtime.backend import is_cupy, module_of
-from cartesian_irreps.runtime.fused import GraphIndex, PathTable
-from cartesian_irreps.runtime.monomials import sparse_basis, table_from_levels
+from cartesian_irreps.runtime.backend import module_of
 
 from . import autodiff as ad
+from . import blocks
 from .autodiff import Tensor
-from .data import reverse_edge_pairs
-from .equivariant import edge_harmonics, graph_message_product
-from .monomials import basis_product
-from .monomials import kernel_available as monomial_kernel_available
-from .radial import SILU_SCALE, bessel_basis
+from .data import edge_vectors
+from .equivariant import edge_harmonics
+from .layer_plan import Key, LayerPlan, build_plan, key_name
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "PRODUCT_SETS",
+    "Key",
+    "LayerPlan",
+    "ModelConfig",
+    "Potential",
+    "build_plan",
+    "init_params",
+    "load_model",
+    "param_shapes",
+    "save_model",
+]
 
 FORMAT = "cartesian-irreps-mlip"
 FORMAT_VERSION = 1
 PRODUCT_SETS = ("even", "parity_complete")
-
-Key = tuple[int, int]  # (rank l, parity label s)
 
 
 @dataclass(frozen=True)
@@ -140,239 +150,7 @@ class ModelConfig:
         return ModelConfig.from_dict({**self.to_dict(), **changes})
 
 
-# --------------------------------------------------------------------------- architecture plan
-@dataclass(frozen=True)
-class LayerPlan:
-    """Static structure of one interaction layer (keys, paths, tables)."""
-
-    index: int
-    in_keys: tuple[Key, ...]
-    out_keys: tuple[Key, ...]
-    a_keys: tuple[Key, ...]
-    # message paths grouped by input parity label s: (table, [(l1, l2, l3, out key)])
-    message: tuple[tuple[int, PathTable, tuple[tuple[int, int, int, Key], ...]], ...]
-    # per A key: list of (input parity label, path index in that table)
-    a_sources: dict[Key, tuple[tuple[int, int], ...]] = field(hash=False)
-    # product basis: nodes of the product tree and the paths feeding each output key
-    nodes: tuple[tuple[int, Key, int, Key, tuple[int, int, int]], ...] = ()  # (id, key, parent id, A key, triple)
-    basis: dict[Key, tuple[int, ...]] = field(default_factory=dict, hash=False)  # out key -> node ids
-    # symmetric monomials of the stacked A (see _product_tables): for levels 2..nu the index of each
-    # monomial's lower-order factor (in level nu-1) and of its last factor (in A), both (T_nu,)
-    mono_select: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
-    # out key -> (T, P * (2l+1)) float64: every path's coupling chain folded onto the monomials
-    basis_matrix: dict[Key, np.ndarray] = field(default_factory=dict, hash=False)
-
-    @property
-    def num_message_paths(self) -> int:
-        return sum(len(p) for _, _, p in self.message)
-
-    @cached_property
-    def mono_table(self) -> tuple[np.ndarray, np.ndarray]:
-        """``mono_select`` as one ``(parent, last)`` monomial table over the stacked A (built once)."""
-        return table_from_levels(sum(2 * k[0] + 1 for k in self.a_keys), list(self.mono_select))
-
-    @cached_property
-    def sparse_basis(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, int], dict[Key, slice]]:
-        """Every out key's basis matrix side by side, as the nonzeros the compiled monomial kernel
-        folds in (:func:`cartesian_irreps.runtime.monomials.sparse_basis`), and each key's columns."""
-        mats = [self.basis_matrix[k] for k in self.out_keys]
-        bounds = np.cumsum([0] + [m.shape[1] for m in mats])
-        cols = {k: slice(int(bounds[i]), int(bounds[i + 1])) for i, k in enumerate(self.out_keys)}
-        return sparse_basis(np.concatenate(mats, axis=1)), cols
-
-
-def _parity_out(s1: int, s2: int, triple: tuple[int, int, int]) -> int:
-    return s1 * s2 * (1 if parity_of(*triple) == "even" else -1)
-
-
-def _allowed(triple: tuple[int, int, int], products: str) -> bool:
-    return products == "parity_complete" or parity_of(*triple) == "even"
-
-
-def build_plan(config: ModelConfig) -> tuple[LayerPlan, ...]:
-    """Keys, message paths and product-basis paths of every layer (deterministic order)."""
-    signs = (1, -1) if config.products == "parity_complete" else (1,)
-    hidden = tuple((l, s) for l in range(config.hidden_lmax + 1) for s in signs)
-    L = config.lmax
-    plans = []
-    in_keys: tuple[Key, ...] = ((0, 1),)
-    for t in range(config.num_layers):
-        last = t == config.num_layers - 1
-        out_keys = ((0, 1),) if last else hidden
-        # message paths: (l1, s1) x (l2, natural) -> (l3, s3), l3 <= L
-        groups = []
-        a_sources: dict[Key, list[tuple[int, int]]] = {}
-        for s1 in sorted({s for _, s in in_keys}, reverse=True):
-            l1s = sorted(l for l, s in in_keys if s == s1)
-            paths = []
-            for l1 in l1s:
-                for l2 in range(L + 1):
-                    for l3 in range(abs(l1 - l2), min(l1 + l2, L) + 1):
-                        tr = (l1, l2, l3)
-                        if _allowed(tr, config.products):
-                            paths.append((l1, l2, l3, (l3, _parity_out(s1, 1, tr))))
-            paths.sort(key=lambda p: (p[3][0], -p[3][1], p[0], p[1]))
-            table = PathTable.from_couplings(
-                [p[:3] for p in paths],
-                [tables.dense_coupling(*p[:3]) for p in paths],
-                {l: l * l for l in range(max(l1s) + 1)},
-                {l: l * l for l in range(L + 1)},
-            )
-            for i, p in enumerate(paths):
-                a_sources.setdefault(p[3], []).append((s1, i))
-            groups.append((s1, table, tuple(paths)))
-        a_keys = tuple(sorted(a_sources, key=lambda k: (k[0], -k[1])))
-        # product basis tree
-        nodes: list[tuple[int, Key, int, Key, tuple[int, int, int]]] = []
-        basis: dict[Key, list[int]] = {k: [] for k in out_keys}
-        level = []
-        for k in a_keys:
-            nodes.append((len(nodes), k, -1, k, (k[0], 0, k[0])))
-            level.append(len(nodes) - 1)
-        for nu in range(1, config.correlation + 1):
-            for nid in level:
-                if nodes[nid][1] in basis:
-                    basis[nodes[nid][1]].append(nid)
-            if nu == config.correlation:
-                break
-            final = nu + 1 == config.correlation
-            nxt = []
-            for nid in level:
-                key = nodes[nid][1]
-                for ak in a_keys:
-                    for l3 in range(abs(key[0] - ak[0]), min(key[0] + ak[0], L) + 1):
-                        tr = (key[0], ak[0], l3)
-                        if not _allowed(tr, config.products):
-                            continue
-                        k3 = (l3, _parity_out(key[1], ak[1], tr))
-                        if final and k3 not in basis:
-                            continue
-                        nodes.append((len(nodes), k3, nid, ak, tr))
-                        nxt.append(len(nodes) - 1)
-            level = nxt
-        empty = [k for k, ids in basis.items() if not ids]
-        if (0, 1) in empty:
-            raise ValueError("no product-basis path reaches the scalars; increase lmax or correlation")
-        out_keys = tuple(k for k in out_keys if basis[k])
-        basis = {k: v for k, v in basis.items() if v}
-        select, matrices = _product_tables(a_keys, nodes, basis, config.correlation)
-        plans.append(
-            LayerPlan(
-                index=t,
-                in_keys=in_keys,
-                out_keys=out_keys,
-                a_keys=a_keys,
-                message=tuple(groups),
-                a_sources={k: tuple(v) for k, v in a_sources.items()},
-                nodes=tuple(nodes),
-                basis={k: tuple(v) for k, v in basis.items()},
-                mono_select=select,
-                basis_matrix=matrices,
-            )
-        )
-        in_keys = out_keys
-    return tuple(plans)
-
-
-def _product_tables(
-    a_keys: tuple[Key, ...],
-    nodes: list[tuple[int, Key, int, Key, tuple[int, int, int]]],
-    basis: dict[Key, list[int]],
-    correlation: int,
-) -> tuple[tuple[tuple[np.ndarray, np.ndarray], ...], dict[Key, np.ndarray]]:
-    """Fold every product-basis path onto symmetric monomials of the stacked A.
-
-    With ``a`` (D,) the A keys stacked, the order-nu monomials are ``a_i1 ... a_inu`` for sorted
-    ``i1 <= ... <= inu``; level nu is ``mono_{nu-1}[..., parent] * a[..., last]`` with the index
-    arrays ``select[nu-2]`` (gathers along the last axis; their gradients are sort-based scatters).
-    A path of order nu is a multilinear map ``U[m, i1..inu]`` (the chain of its
-    couplings); summing U over the permutations of each sorted tuple gives its coefficients on the
-    monomials, so ``Pi_path[m] = sum_t M[t, path, m] mono[t]`` exactly.
-    """
-    offsets, off = {}, 0
-    for k in a_keys:
-        offsets[k] = off
-        off += 2 * k[0] + 1
-    D = off
-    tuples = [[(i,) for i in range(D)]]
-    select = []
-    for _ in range(2, correlation + 1):
-        prev, nxt, parent, last = tuples[-1], [], [], []
-        for t_idx, t in enumerate(prev):
-            for c in range(t[-1], D):
-                nxt.append((*t, c))
-                parent.append(t_idx)
-                last.append(c)
-        tuples.append(nxt)
-        select.append((np.array(parent, dtype=np.intp), np.array(last, dtype=np.intp)))
-    level_offset = np.cumsum([0] + [len(t) for t in tuples])
-    position = [{t: i for i, t in enumerate(level)} for level in tuples]
-    fold = {}  # level nu -> (D**nu,) index of the sorted tuple of every full index
-    full: dict[int, np.ndarray] = {}
-    for nid, _key, parent, ak, tr in nodes:
-        if parent < 0:
-            u = np.zeros((2 * ak[0] + 1, D))
-            u[np.arange(2 * ak[0] + 1), offsets[ak] + np.arange(2 * ak[0] + 1)] = 1.0
-        else:
-            c = tables.dense_coupling(*tr)  # (parent m, A-key m, out m)
-            up = full[parent]  # (m_p, D, ..., D)
-            u = np.zeros((c.shape[2], *up.shape[1:], D))
-            block = np.einsum("abk,a...->k...b", c, up)
-            u[..., offsets[ak] : offsets[ak] + c.shape[1]] = block
-        full[nid] = u
-    matrices = {}
-    for key, ids in basis.items():
-        m = 2 * key[0] + 1
-        mat = np.zeros((int(level_offset[-1]), len(ids), m))
-        for p, nid in enumerate(ids):
-            u = full[nid]
-            nu = u.ndim - 1
-            if nu not in fold:
-                grid = np.indices((D,) * nu).reshape(nu, -1).T
-                fold[nu] = np.array([position[nu - 1][tuple(sorted(g))] for g in grid], dtype=np.intp)
-            flat = u.reshape(m, -1)
-            for k in range(m):
-                mat[level_offset[nu - 1] : level_offset[nu], p, k] = np.bincount(
-                    fold[nu], weights=flat[k], minlength=len(tuples[nu - 1])
-                )
-        matrices[key] = mat.reshape(mat.shape[0], -1)
-    return _prune_monomials(D, select, matrices)
-
-
-def _prune_monomials(
-    dim: int, select: list[tuple[np.ndarray, np.ndarray]], matrices: dict[Key, np.ndarray]
-) -> tuple[tuple[tuple[np.ndarray, np.ndarray], ...], dict[Key, np.ndarray]]:
-    """Keep only the monomials some output uses (and their lower-degree factors).
-
-    Invariance makes the folded matrices sparse: for 9 stacked A entries (l = 0, 1, 2) and ν = 3 the
-    scalars use 35 of the 219 monomials. Entries below ``1e-12 max|M|`` are the rounding residue of
-    exact cancellations in the coupling chains and are set to zero first. Degree 1 (``A`` itself) is
-    always kept; level ``nu`` keeps its used monomials plus the parents of the kept level ``nu + 1``;
-    parent indices are renumbered, and the matrices keep the rows of the kept monomials.
-    """
-    for mat in matrices.values():
-        scale = float(np.abs(mat).max()) if mat.size else 0.0
-        mat[np.abs(mat) < 1e-12 * scale] = 0.0
-    used = np.logical_or.reduce([(mat != 0).any(axis=1) for mat in matrices.values()])
-    sizes = [dim] + [len(p) for p, _ in select]
-    offsets = np.cumsum([0] + sizes)
-    keep = [used[offsets[i] : offsets[i + 1]].copy() for i in range(len(sizes))]
-    keep[0][:] = True
-    for lvl in range(len(select), 0, -1):  # select[lvl - 1] builds level lvl from level lvl - 1
-        keep[lvl - 1][select[lvl - 1][0][keep[lvl]]] = True
-    new_select = []
-    for lvl, (parent, last) in enumerate(select, start=1):
-        renumber = np.cumsum(keep[lvl - 1]) - 1
-        new_select.append((renumber[parent[keep[lvl]]].astype(np.intp), last[keep[lvl]].astype(np.intp)))
-    rows = np.concatenate(keep)
-    return tuple(new_select), {key: np.ascontiguousarray(mat[rows]) for key, mat in matrices.items()}
-
-
 # --------------------------------------------------------------------------- parameters
-def _kname(key: Key) -> str:
-    return f"{key[0]}{'e' if key[1] == 1 else 'o'}"
-
-
 def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every parameter (deterministic order)."""
     K, S = config.channels, len(config.elements)
@@ -380,17 +158,17 @@ def param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     for lp in build_plan(config):
         pre = f"layers.{lp.index}"
         for k in lp.in_keys:
-            shapes[f"{pre}.up.{_kname(k)}"] = (K, K)
+            shapes[f"{pre}.up.{key_name(k)}"] = (K, K)
             if k in lp.out_keys:
-                shapes[f"{pre}.sc.{_kname(k)}"] = (S, K, K)
+                shapes[f"{pre}.sc.{key_name(k)}"] = (S, K, K)
         sizes = (config.num_bessel, *config.radial_hidden, K * lp.num_message_paths)
         for i in range(len(sizes) - 1):
             shapes[f"{pre}.radial.{i}"] = (sizes[i], sizes[i + 1])
         for k in lp.a_keys:
-            shapes[f"{pre}.mix.{_kname(k)}"] = (K, len(lp.a_sources[k]), K)
+            shapes[f"{pre}.mix.{key_name(k)}"] = (K, len(lp.a_sources[k]), K)
         for k in lp.out_keys:
-            shapes[f"{pre}.product.{_kname(k)}"] = (S, K, len(lp.basis[k]))
-            shapes[f"{pre}.linear.{_kname(k)}"] = (K, K)
+            shapes[f"{pre}.product.{key_name(k)}"] = (S, K, len(lp.basis[k]))
+            shapes[f"{pre}.linear.{key_name(k)}"] = (K, K)
         if lp.index < config.num_layers - 1:
             shapes[f"{pre}.readout"] = (K,)
         else:
@@ -444,122 +222,34 @@ class Potential:
     def create(cls, config: ModelConfig, seed: int = 0) -> Potential:
         return cls(config, init_params(config, seed))
 
-    def _tensor(self, name: str, params: dict[str, Any]) -> Tensor:
-        v = params[name]
-        return v if isinstance(v, Tensor) else ad.constant(v)
-
     def site_energies(self, batch: Any, vectors: Tensor, params: dict[str, Any] | None = None) -> Tensor:
-        """``E_i`` (N,) in eV for the batch's atoms, given edge vectors ``(E, 3)`` in Å."""
+        """``E_i`` (N,) in eV for the batch's atoms, given edge vectors ``(E, 3)`` in Å.
+
+        ``batch`` is a :class:`~mlip.data.Batch`: its species, and its edge topology
+        (:meth:`~mlip.data.Batch.graph_index`, :meth:`~mlip.data.Batch.edge_pairs`, built once per batch).
+        """
         cfg = self.config
         params = self.params if params is None else params
-        P = lambda name: self._tensor(name, params)  # noqa: E731
+
+        def weight(name: str) -> Tensor:
+            v = params[name]
+            return v if isinstance(v, Tensor) else ad.constant(v)
+
         xp = vectors.xp
-        K = cfg.channels
         species = xp.asarray(batch.species)
-        n_atoms = int(batch.species.shape[0])
-        graph = GraphIndex.build(batch.senders, batch.receivers, n_atoms)
-        # the radial part depends on |r| only: computed once per {edge, reverse edge} pair
-        members, pair_of = reverse_edge_pairs(batch.senders, batch.receivers, batch.unit_shifts)
-        halved = len(members) < len(pair_of)
-        vec_rep = ad.index_select(vectors, xp.asarray(members[:, 0])) if halved else vectors
-        lengths = ad.sqrt(ad.sum(vec_rep * vec_rep, axis=1))
-        radial = bessel_basis(lengths, cfg.cutoff, cfg.num_bessel, cfg.envelope_p)
-        members, pair_of = xp.asarray(members), xp.asarray(pair_of)
+        graph = batch.graph_index()
+        radial, pairs = blocks.radial_embedding(vectors, batch.edge_pairs(), cfg.cutoff, cfg.num_bessel, cfg.envelope_p)
         harm = edge_harmonics(vectors, cfg.lmax)
-        h: dict[Key, Tensor] = {(0, 1): ad.reshape(ad.index_select(P("embed"), species), (n_atoms, K, 1))}
+        h = blocks.embedding(weight("embed"), species, cfg.channels)
         energy = None
-        inv_k = 1.0 / math.sqrt(K)
         for lp in self.plan:
             pre = f"layers.{lp.index}"
-            sc = {}
-            up = {}
-            for k in lp.in_keys:
-                up[k] = ad.einsum("nkm,kq->nqm", h[k], P(f"{pre}.up.{_kname(k)}")) * inv_k
-                if k in lp.out_keys:
-                    wsc = ad.index_select(P(f"{pre}.sc.{_kname(k)}"), species)
-                    sc[k] = ad.einsum("nkm,nkq->nqm", h[k], wsc) * inv_k
-            # radial MLP -> (E, K, P)
-            # (constant scales folded into the small weight matrices, not the (E, width) activations)
-            x = radial
-            n_lin = len(cfg.radial_hidden) + 1
-            for i in range(n_lin - 1):
-                w = P(f"{pre}.radial.{i}")
-                scale = (SILU_SCALE if i > 0 else 1.0) / math.sqrt(w.shape[0])
-                x = ad.silu(ad.matmul(x, w * scale))
-            # last layer: one matrix product per parity group, so each group's (E, K, P_g) weights
-            # come out contiguous; then from pairs back to edges
-            w_last = P(f"{pre}.radial.{n_lin - 1}")
-            w_last = ad.reshape(w_last * (SILU_SCALE / math.sqrt(w_last.shape[0])), (-1, K, lp.num_message_paths))
-            group_weights = []
-            offset = 0
-            for _, _, paths in lp.message:
-                n_g = len(paths)
-                w_g = w_last if len(lp.message) == 1 else w_last[:, :, offset : offset + n_g]
-                offset += n_g
-                x_g = ad.matmul(x, ad.reshape(w_g, (-1, K * n_g)))
-                if halved:
-                    x_g = ad.pair_gather(x_g, pair_of, members)
-                group_weights.append(ad.reshape(x_g, (-1, K, n_g)))
-            # messages, per input parity group
-            blocks: dict[Key, list[Tensor]] = {k: [] for k in lp.a_keys}
-            for (s1, table, paths), w_g in zip(lp.message, group_weights):
-                keys_s = sorted((k for k in lp.in_keys if k[1] == s1), key=lambda k: k[0])
-                lmax_in = keys_s[-1][0]
-                parts = []
-                for l in range(lmax_in + 1):
-                    parts.append(
-                        up[(l, s1)] if (l, s1) in up else ad.constant(xp.zeros((n_atoms, K, 2 * l + 1), vectors.dtype))
-                    )
-                stacked = parts[0] if len(parts) == 1 else ad.concatenate(parts, axis=2)
-                agg = graph_message_product(table, graph, stacked, harm, w_g) * (1.0 / cfg.avg_num_neighbors)
-                for i, path in enumerate(paths):
-                    sl = table.z_slices[i]
-                    blocks[path[3]].append(agg[:, :, sl])
-            A: dict[Key, Tensor] = {}
-            for k in lp.a_keys:
-                parts = blocks[k]
-                stacked = ad.stack(parts, axis=2)  # (N, K, P_k, 2l+1)
-                wmix = P(f"{pre}.mix.{_kname(k)}")
-                A[k] = ad.einsum("nkpm,kpq->nqm", stacked, wmix) * (1.0 / math.sqrt(K * len(parts)))
-            # product basis: symmetric monomials of the stacked A times each key's folded coupling matrix
-            # (fused in the compiled kernel; else the monomials, then one matrix product per key)
-            a_st = A[lp.a_keys[0]] if len(lp.a_keys) == 1 else ad.concatenate([A[k] for k in lp.a_keys], axis=2)
-            fused = None
-            if monomial_kernel_available() and not is_cupy(a_st.data):
-                # one compiled pass (and one per derivative): the monomials times the sparse basis
-                # matrices of all out keys, never stored
-                basis, columns = lp.sparse_basis
-                fused = basis_product(a_st, lp.mono_table, basis)
-            elif not lp.mono_select:
-                mono = a_st
-            else:
-                monos, cur = [a_st], a_st
-                for parent, last in lp.mono_select:
-                    cur = ad.take_last(cur, xp.asarray(parent)) * ad.take_last(a_st, xp.asarray(last))
-                    monos.append(cur)
-                mono = ad.concatenate(monos, axis=2)
-            h_new: dict[Key, Tensor] = {}
-            for k in lp.out_keys:
-                n_paths, m = len(lp.basis[k]), 2 * k[0] + 1
-                if fused is not None:
-                    flat = fused if len(lp.out_keys) == 1 else fused[:, :, columns[k]]
-                else:
-                    mat = ad.constant(_device_matrix(lp.basis_matrix[k], vectors.dtype, xp))
-                    flat = ad.matmul(ad.reshape(mono, (n_atoms * K, -1)), mat)
-                paths_out = ad.reshape(flat, (n_atoms, K, n_paths, m))
-                wprod = ad.index_select(P(f"{pre}.product.{_kname(k)}"), species)  # (N, K, n)
-                b = ad.einsum("nkpm,nkp->nkm", paths_out, wprod)
-                out = ad.einsum("nkm,kq->nqm", b, P(f"{pre}.linear.{_kname(k)}")) * inv_k
-                h_new[k] = out + sc[k] if k in sc else out
-            scalars = h_new[(0, 1)][:, :, 0]
-            if lp.index < cfg.num_layers - 1:
-                e = ad.einsum("nk,k->n", scalars, P(f"{pre}.readout")) * inv_k
-            else:
-                hid = ad.silu(ad.matmul(scalars, P(f"{pre}.readout.0") * inv_k))
-                w1 = P(f"{pre}.readout.1") * (SILU_SCALE / math.sqrt(cfg.readout_hidden))
-                e = ad.einsum("nj,j->n", hid, w1)
+            up, sc = blocks.self_interaction(h, lp, weight, pre, species)
+            radial_w = blocks.radial_weights(radial, lp, weight, pre, len(cfg.radial_hidden), cfg.channels, pairs)
+            A = blocks.interaction(up, harm, graph, radial_w, lp, weight, pre, cfg.avg_num_neighbors)
+            h = blocks.product_basis(A, sc, lp, weight, pre, species)
+            e = blocks.readout(h[(0, 1)][:, :, 0], weight, pre, last=lp.index == cfg.num_layers - 1)
             energy = e if energy is None else energy + e
-            h = h_new
         shift = xp.asarray(np.array(cfg.atomic_energies, dtype=vectors.dtype))[species]
         return energy * cfg.energy_scale + ad.constant(shift)
 
@@ -587,11 +277,7 @@ class Potential:
             )
         pos = ad.tensor(batch.positions, requires_grad=forces)
         cell = xp.asarray(batch.cell)
-        shifts = xp.einsum(
-            "ea,eab->eb", xp.asarray(batch.unit_shifts).astype(dtype), cell[xp.asarray(batch.edge_batch)]
-        )
-        vec = ad.index_select(pos, xp.asarray(batch.senders)) - ad.index_select(pos, xp.asarray(batch.receivers))
-        vec = vec + ad.constant(shifts)
+        vec = edge_vectors(pos, cell, batch, take=ad.index_select)
         strain = None
         if stress:
             strain = ad.tensor(xp.zeros((batch.num_structures, 3, 3), dtype=dtype), requires_grad=True)
@@ -628,14 +314,6 @@ class Potential:
 
 
 _DEVICE_MATRICES: dict[tuple[int, str, str], Any] = {}
-
-
-def _device_matrix(mat: np.ndarray, dtype: Any, xp: Any) -> Any:
-    """``mat`` cast to ``dtype`` on the device of ``xp``, cached per (array, dtype, module)."""
-    key = (id(mat), np.dtype(dtype).str, xp.__name__)
-    if key not in _DEVICE_MATRICES:
-        _DEVICE_MATRICES[key] = (mat, xp.asarray(np.ascontiguousarray(mat, dtype=dtype)))
-    return _DEVICE_MATRICES[key][1]
 
 
 def save_model(path: str | os.PathLike, config: ModelConfig, params: dict[str, Any], extra: dict | None = None) -> None:

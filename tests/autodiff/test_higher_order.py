@@ -58,7 +58,7 @@ def test_hvp_silu_mlp(n, k, m, seed):
 def test_silu_kept_derivative_on_large_blocked_arrays():
     """Above the block threshold silu runs in threaded blocks and keeps silu' for its VJP: the value,
     gradient and Hessian-vector product match the closed forms, with and without a kept derivative."""
-    from mlip.autodiff.ops import _BLOCK
+    from mlip.autodiff.activations import _BLOCK
 
     rng = np.random.default_rng(5)
     x = rng.uniform(-8, 8, size=(4 * _BLOCK // 64 + 7, 64))

@@ -21,28 +21,10 @@ from mlip.calculator import ICTPCalculator
 from mlip.data import SpeciesTable, batch_structures
 from mlip.model import ModelConfig, Potential
 
+from .conftest import small_config, small_potential
 
-def small_config(**kw) -> ModelConfig:
-    base = dict(
-        elements=("H", "C", "O"),
-        channels=4,
-        lmax=2,
-        hidden_lmax=1,
-        correlation=2,
-        num_layers=2,
-        cutoff=3.0,
-        radial_hidden=(8,),
-        readout_hidden=4,
-        avg_num_neighbors=3.0,
-        atomic_energies=(-1.0, -2.0, -3.0),
-        energy_scale=0.7,
-    )
-    base.update(kw)
-    return ModelConfig(**base)
-
-
-POT = Potential.create(small_config(), seed=1)
-POT_PC = Potential.create(small_config(products="parity_complete"), seed=2)
+POT = small_potential("even", seed=1)
+POT_PC = small_potential("parity_complete", seed=2)
 
 
 def molecule() -> Atoms:
@@ -123,22 +105,27 @@ def test_results_are_cached_and_refreshed_when_atoms_move():
 # ------------------------------------------------------------------------------------ derivatives
 
 
+def position_derivatives(atoms: Atoms, quantity, h: float) -> np.ndarray:
+    """Central differences ``d quantity / d positions[i, a]``, shape (n, 3, *quantity().shape)."""
+    out = []
+    for i in range(len(atoms)):
+        for a in range(3):
+            x0 = atoms.positions[i, a]
+            atoms.positions[i, a] = x0 + h
+            plus = np.array(quantity())
+            atoms.positions[i, a] = x0 - h
+            minus = np.array(quantity())
+            atoms.positions[i, a] = x0
+            out.append((plus - minus) / (2 * h))
+    return np.array(out).reshape(len(atoms), 3, *np.shape(out[0]))
+
+
 @pytest.mark.parametrize("make", [molecule, periodic], ids=["molecule", "periodic"])
 def test_forces_are_minus_finite_difference_gradients_of_the_ase_energy(make):
     atoms = make()
     atoms.calc = ICTPCalculator(POT_PC)
     forces = atoms.get_forces()
-    h = 1e-5
-    fd = np.zeros_like(forces)
-    for i in range(len(atoms)):
-        for a in range(3):
-            x0 = atoms.positions[i, a]
-            atoms.positions[i, a] = x0 + h
-            ep = atoms.get_potential_energy()
-            atoms.positions[i, a] = x0 - h
-            em = atoms.get_potential_energy()
-            atoms.positions[i, a] = x0
-            fd[i, a] = -(ep - em) / (2 * h)
+    fd = -position_derivatives(atoms, atoms.get_potential_energy, 1e-5).reshape(forces.shape)
     scale = max(np.abs(fd).max(), 1e-3)
     assert np.abs(forces - fd).max() <= 1e-6 * scale
 
@@ -167,36 +154,15 @@ CU_CELL = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 1))  # 8 atoms
 
 
 def cu_config(**kw) -> ModelConfig:
-    base = dict(
-        elements=("Cu",),
-        channels=4,
-        lmax=2,
-        hidden_lmax=1,
-        correlation=2,
-        cutoff=4.0,
-        radial_hidden=(8,),
-        readout_hidden=4,
-        avg_num_neighbors=12.0,
-        atomic_energies=(-3.5,),
-        energy_scale=4.0,
-    )
-    base.update(kw)
-    return ModelConfig(**base)
+    """:func:`small_config` for copper (cutoff 4 Å, 12 neighbours)."""
+    cu = dict(elements=("Cu",), cutoff=4.0, avg_num_neighbors=12.0, atomic_energies=(-3.5,), energy_scale=4.0)
+    return small_config(**{**cu, **kw})
 
 
 def hessian(atoms: Atoms, h: float = 1e-3) -> np.ndarray:
     """Finite-difference Hessian d²E/dr² (eV/Å²), (3N, 3N), symmetrised."""
     n = len(atoms)
-    out = np.zeros((3 * n, 3 * n))
-    for i in range(n):
-        for a in range(3):
-            x0 = atoms.positions[i, a]
-            atoms.positions[i, a] = x0 + h
-            fp = atoms.get_forces()
-            atoms.positions[i, a] = x0 - h
-            fm = atoms.get_forces()
-            atoms.positions[i, a] = x0
-            out[3 * i + a] = -(fp - fm).ravel() / (2 * h)
+    out = -position_derivatives(atoms, atoms.get_forces, h).reshape(3 * n, 3 * n)
     return 0.5 * (out + out.T)
 
 

@@ -557,3 +557,36 @@ def test_reverse_edge_pairs_group_each_edge_with_its_reverse():
     # a hand-made graph where one edge lacks its reverse
     members, group = reverse_edge_pairs(np.array([0, 1, 2]), np.array([1, 0, 0]), np.zeros((3, 3), int))
     assert members.tolist() == [[0, 1], [2, -1]] and group.tolist() == [0, 0, 1]
+
+
+def test_concatenated_batches_equal_one_batch_and_reuse_the_parts_edge_pairs():
+    """Batch.concatenate of single-structure batches gives the arrays of batch_structures on all of
+    them, and edge pairs equal to reverse_edge_pairs of the joined edge list (without recomputing)."""
+    from ase.build import bulk
+
+    from mlip.data import reverse_edge_pairs
+
+    crystal = bulk("NaCl", "rocksalt", a=5.64)
+    crystal.rattle(0.05, seed=3)
+    crystal.numbers[:] = [6, 8]
+    structures = [_water(), crystal, Atoms("H"), Atoms("CO", positions=[[0, 0, 0], [1.1, 0, 0]])]
+    together = batch_structures(structures, 4.0, TABLE)
+    parts = [batch_structures([s], 4.0, TABLE) for s in structures]
+    pairs = [p.edge_pairs() for p in parts]
+    joined = Batch.concatenate(parts)
+    for name, value in together.arrays().items():
+        np.testing.assert_array_equal(getattr(joined, name), value, err_msg=name)
+    members, group = reverse_edge_pairs(together.senders, together.receivers, together.unit_shifts)
+    np.testing.assert_array_equal(joined.edge_pairs().members, members)
+    np.testing.assert_array_equal(joined.edge_pairs().group, group)
+    assert all(p.edge_pairs() is q for p, q in zip(parts, pairs))  # each part's pairs computed once
+    assert Batch.concatenate(parts[:1]) is parts[0]
+    with pytest.raises(ValueError, match="at least one batch"):
+        Batch.concatenate([])
+
+
+def test_set_edge_pairs_refuses_pairs_of_another_edge_list():
+    batch = batch_structures([_water()], 3.0, TABLE)
+    other = batch_structures([_water(), _water()], 3.0, TABLE)
+    with pytest.raises(ValueError, match="do not fit a batch"):
+        batch.set_edge_pairs(other.edge_pairs())

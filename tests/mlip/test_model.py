@@ -13,26 +13,7 @@ from mlip import autodiff as ad
 from mlip.data import SpeciesTable, batch_structures
 from mlip.model import ModelConfig, Potential, load_model, param_shapes
 
-TABLE = SpeciesTable(["H", "C", "O"])
-
-
-def small_config(**kw) -> ModelConfig:
-    base = dict(
-        elements=("H", "C", "O"),
-        channels=4,
-        lmax=2,
-        hidden_lmax=1,
-        correlation=2,
-        num_layers=2,
-        cutoff=3.0,
-        radial_hidden=(8,),
-        readout_hidden=4,
-        avg_num_neighbors=3.0,
-        atomic_energies=(-1.0, -2.0, -3.0),
-        energy_scale=0.7,
-    )
-    base.update(kw)
-    return ModelConfig(**base)
+from .conftest import TABLE, small_config, small_potential
 
 
 @st.composite
@@ -65,7 +46,7 @@ def rotation(seed, improper=False):
     return -q if improper else q
 
 
-POTS = {p: Potential.create(small_config(products=p), seed=1) for p in ("even", "parity_complete")}
+POTS = {p: small_potential(p, seed=1) for p in ("even", "parity_complete")}
 
 
 @settings(max_examples=15, deadline=None)
@@ -254,7 +235,8 @@ def test_float32_model_runs_in_float32():
 def test_compiled_monomials_and_pair_halving_change_nothing(monkeypatch):
     """The fast paths (monomial kernel, radial MLP once per edge pair) against the plain ones:
     energies, forces, stress and a force-loss parameter gradient agree to rounding."""
-    import mlip.model as model_module
+    import mlip.blocks as blocks_module
+    import mlip.data.graph as graph_module
 
     pot = Potential.create(small_config(channels=3), seed=7)
     cu = bulk("Cu", "fcc", a=3.6, cubic=True)
@@ -275,9 +257,9 @@ def test_compiled_monomials_and_pair_halving_change_nothing(monkeypatch):
         return out
 
     fast = run()
-    monkeypatch.setattr(model_module, "monomial_kernel_available", lambda: False)
+    monkeypatch.setattr(blocks_module, "monomial_kernel_available", lambda: False)
     monkeypatch.setattr(
-        model_module,
+        graph_module,
         "reverse_edge_pairs",
         lambda s, r, sh: (np.stack([np.arange(len(s)), -np.ones(len(s), int)], 1), np.arange(len(s))),
     )
@@ -339,3 +321,55 @@ def test_product_basis_keeps_only_the_monomials_it_uses():
     n_top = len(last.mono_select[-1][0])
     assert (top[-n_top:] != 0).any(axis=1).all()
     assert degree1 == 9
+
+
+def test_edge_topology_is_built_once_per_batch_and_equals_the_uncached_path(monkeypatch):
+    """GraphIndex.build and reverse_edge_pairs run once per batch however often it is evaluated (also
+    after new positions, a dtype or device round trip); results equal fresh, uncached batches bit for bit."""
+    import dataclasses
+
+    import mlip.data.batch as batch_module
+    import mlip.data.graph as graph_module
+
+    calls = {"pairs": 0, "graph": 0}
+    real_pairs, real_build = graph_module.reverse_edge_pairs, batch_module.GraphIndex.build
+
+    def counting_pairs(*args):
+        calls["pairs"] += 1
+        return real_pairs(*args)
+
+    def counting_build(cls, *args):
+        calls["graph"] += 1
+        return real_build(*args)
+
+    monkeypatch.setattr(graph_module, "reverse_edge_pairs", counting_pairs)
+    monkeypatch.setattr(batch_module.GraphIndex, "build", classmethod(counting_build))
+    pot = POTS["parity_complete"]
+    atoms = periodic_system(5)
+    b = batch_structures([atoms], pot.config.cutoff, TABLE)
+    runs = [pot.evaluate(b, stress=True) for _ in range(3)]
+    tensors = {k: ad.tensor(v, requires_grad=True) for k, v in pot.params.items()}
+    trained = pot.evaluate(b, params=tensors, create_graph=True)
+    assert calls == {"pairs": 1, "graph": 1}
+
+    def fresh(batch):  # the same arrays in a new Batch: an empty cache
+        return dataclasses.replace(batch)
+
+    uncached = pot.evaluate(fresh(b), stress=True)
+    assert calls == {"pairs": 2, "graph": 2}
+    for r in runs:
+        for key in ("energy", "forces", "stress"):
+            np.testing.assert_array_equal(r[key], uncached[key])
+    np.testing.assert_array_equal(trained["forces"].data, uncached["forces"])
+    # new positions on the same neighbour list (an MD step), and dtype / array-module round trips
+    moved = b.replace(positions=b.positions + np.random.default_rng(0).normal(scale=0.01, size=b.positions.shape))
+    again = b.astype(np.float32).astype(np.float64).to(np)
+    out_moved, out_again = pot.evaluate(moved, stress=True), pot.evaluate(again)
+    assert calls == {"pairs": 2, "graph": 2}
+    ref_moved = pot.evaluate(fresh(moved), stress=True)
+    for key in ("energy", "forces", "stress"):
+        np.testing.assert_array_equal(out_moved[key], ref_moved[key])
+    np.testing.assert_array_equal(out_again["forces"], pot.evaluate(fresh(again))["forces"])
+    # other edges: the cache is not carried over
+    fewer = b.replace(senders=b.senders[::-1].copy())
+    assert fewer.edge_pairs() is not b.edge_pairs() and fewer.graph_index() is not b.graph_index()
