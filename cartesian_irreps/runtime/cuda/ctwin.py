@@ -94,7 +94,7 @@ class CTwin:
             c_file = work / "twin.c"
             c_file.write_text(text)
             out = work / "twin.so"
-            cmd = [cc, "-std=c99", "-O1", "-shared", "-fPIC", "-Wall", "-Werror", "-Wno-unused-variable"]
+            cmd = [cc, "-std=c99", "-O0", "-shared", "-fPIC", "-Wall", "-Werror", "-Wno-unused-variable"]
             cmd += ["-Wno-unused-function", "-Wno-unused-but-set-variable", str(c_file), "-o", str(out), "-lm"]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
