@@ -1,7 +1,7 @@
 """Emit ``cartesian_irreps/generated/product_basis.py``: the exact product-basis tables of the model layers.
 
 For every configuration in :data:`PRODUCT_BASIS_CONFIGS` (``lmax, hidden_lmax, correlation,
-products``) and each distinct layer of such a model (first, inner, last;
+products``) and each distinct layer of such a model with 1 to :data:`NUM_LAYERS` layers (first, inner, last;
 :func:`cartesian_irreps.runtime.product_basis.model_layers`) the tables are derived exactly
 (:func:`cartesian_irreps.symbolic.product_basis.derive_product_basis`) and written as
 
@@ -34,11 +34,16 @@ PRODUCT_BASIS_CONFIGS: tuple[tuple[int, int, int, str], ...] = tuple(
 ) + tuple((4, H, nu, "even") for H in (0, 1) for nu in (1, 2, 3))
 
 
+#: models of 1..NUM_LAYERS layers are covered (from the third layer on the keys repeat)
+NUM_LAYERS = 4
+
+
 def derived_tables(configs=PRODUCT_BASIS_CONFIGS) -> dict[tuple, ExactProductBasis]:
     """Every distinct layer table of ``configs``, by key."""
     out: dict[tuple, ExactProductBasis] = {}
     for L, H, nu, products in configs:
-        for a_keys, out_keys in model_layers(L, H, nu, products):
+        layers = [layer for n in range(1, NUM_LAYERS + 1) for layer in model_layers(L, H, nu, products, n)]
+        for a_keys, out_keys in layers:
             pb = derive_product_basis(a_keys, out_keys, L, nu, products)
             out.setdefault(pb.key, pb)
     return out

@@ -64,30 +64,46 @@ def test_harmonics_kernels_compile(normalization):
             assert all(f".entry {k.name}(" in ptx for k in src.kernels)
 
 
-def test_a_syntax_or_type_error_fails_with_the_log():
+@pytest.mark.parametrize("loader", nvrtc.LOADERS)
+def test_a_syntax_or_type_error_fails_with_the_log(loader):
+    if not nvrtc.available(loader):
+        pytest.skip(f"NVRTC loader {loader!r} not installed")
     src = fused_graph_source(*_table_args(path_table(1, 1, "even")))
+    assert ".entry fused_w(" in nvrtc.compile_to_ptx(src.text, loader=loader)
     with pytest.raises(nvrtc.CudaCompileError, match="error"):
-        nvrtc.compile_to_ptx(src.text.replace("const idx_t e = order[q];", "const idx_t e = order[q]", 1))
+        missing_semicolon = src.text.replace("const idx_t e = order[q];", "const idx_t e = order[q]", 1)
+        nvrtc.compile_to_ptx(missing_semicolon, loader=loader)
     with pytest.raises(nvrtc.CudaCompileError, match="undefined"):
-        nvrtc.compile_to_ptx(src.text.replace("senders[e]", "sender[e]", 1))
+        nvrtc.compile_to_ptx(src.text.replace("senders[e]", "sender[e]", 1), loader=loader)
     bad_type = "KERNEL void k(REAL* a) { struct S { int x; } s; a[0] = s; }"
-    with pytest.raises(nvrtc.CudaCompileError):
-        nvrtc.compile_to_ptx(src.text + bad_type)
+    with pytest.raises(nvrtc.CudaCompileError, match="no suitable conversion"):
+        nvrtc.compile_to_ptx(src.text + bad_type, loader=loader)
 
 
 def test_nvrtc_reports_its_version():
     major, minor = nvrtc.version()
     assert major >= 11 and minor >= 0
+    with pytest.raises(ValueError, match="unknown NVRTC loader"):
+        nvrtc.available("nvcc")
 
 
 def test_missing_nvrtc_is_named(monkeypatch):
-    import sys
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_cupy(name, *args, **kwargs):
+        if name.startswith("cupy_backends"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
 
     nvrtc._binding.cache_clear()
-    monkeypatch.setitem(sys.modules, "cupy_backends.cuda.libs.nvrtc", None)
+    monkeypatch.setattr(builtins, "__import__", no_cupy)
+    monkeypatch.setattr(nvrtc, "_library_candidates", lambda: ["/nonexistent/libnvrtc.so.12"])
     try:
         assert not nvrtc.available()
-        with pytest.raises(nvrtc.NvrtcUnavailable, match="nvidia-cuda-nvrtc-cu12"):
+        with pytest.raises(nvrtc.NvrtcUnavailable, match="nvidia-cuda-nvrtc-cu12") as err:
             nvrtc.compile_to_ptx("KERNEL void k() {}")
+        assert "cupy-cuda12x" in str(err.value)
     finally:
         nvrtc._binding.cache_clear()
