@@ -128,10 +128,19 @@ def phi_grad_graph(
     ``g (N, C, DZ)``; ``mode`` in z, x, y, w). Modes z and x sum over each node's received / sent edges
     in its own thread (CSR order), so every output row is written once, without atomics.
     """
-    from ..fused import _graph_output_shape, _prepare_graph
+    from ..fused import _prepare_graph
 
     arrays = {"h": h, "y": y, "w": w, "g": g}
     xp, used, C, dtype = _prepare_graph(mode, table, graph, arrays, out)
+    return phi_grad_graph_checked(mode, table, graph, xp, used, C, dtype, out)
+
+
+def phi_grad_graph_checked(
+    mode: str, table: Any, graph: Any, xp: Any, used: dict[str, Any], C: int, dtype: Any, out: Any
+) -> Any:
+    """:func:`phi_grad_graph` after the checks (``used``: the three arrays the mode reads, by name)."""
+    from ..fused import _graph_output_shape
+
     cp = xp  # CuPy: the GPU; NumPy: the C twin
     shape = _graph_output_shape(mode, table, graph.num_nodes, graph.num_edges, C)
     res = cp.empty(shape, dtype=dtype) if out is None or not out.flags.c_contiguous else out
@@ -160,14 +169,26 @@ def _digest(*arrays: Any) -> str:
     return h.hexdigest()
 
 
+_BY_ID: dict[tuple, tuple[tuple, CudaSource]] = {}
+_BY_ID_LIMIT = 64
+
+
 def monomial_source(parent: Any, last: Any, basis: tuple[Any, Any, Any, int], dim: int) -> CudaSource:
-    """The generated product-basis source of a monomial table and sparse basis (cached by content)."""
+    """The generated product-basis source of a monomial table and sparse basis (cached by content; the
+    same array objects, as the model passes every step, are found by identity without hashing)."""
     rows, cols, values, width = basis
+    ident = (id(parent), id(last), id(rows), id(cols), id(values), int(width), int(dim))
+    hit = _BY_ID.get(ident)
+    if hit is not None:
+        return hit[1]
     key = ("pbasis", _digest(parent, last, rows, cols, np.asarray(values, np.float64)), int(width), int(dim))
     src = _SOURCES.get(key)
     if src is None:
         src = product_basis_source(parent, last, basis, dim)
         _SOURCES[key] = src
+    if len(_BY_ID) >= _BY_ID_LIMIT:
+        _BY_ID.pop(next(iter(_BY_ID)))
+    _BY_ID[ident] = ((parent, last, rows, cols, values), src)  # the objects are kept: their ids stay unique
     return src
 
 
