@@ -10,6 +10,7 @@ import time
 from collections import defaultdict
 
 from ._validate import NORMALIZATIONS
+from .verify_budget import GROWTH, SAFE_LMAX
 
 
 def _progress(done: int, total: int, label: str, start: float) -> None:
@@ -50,15 +51,55 @@ def _print_table(rows: list[tuple[str, str, str, float]]) -> None:
         print(fmt.format(obj, check, result, f"{secs:.3f}"), file=out)
 
 
+class _RankProgress:
+    """Progress of ``verify`` on stderr: one permanent line per finished rank (with its time and the total
+    elapsed), and on a terminal an in-place line for the check group that is running."""
+
+    def __init__(self, lmax: int, start: float) -> None:
+        self.lmax, self.start, self.stream = lmax, start, sys.stderr
+        self.tty = self.stream.isatty()
+
+    def group(self, done: int, total: int, label: str) -> None:
+        if self.tty:
+            elapsed = time.perf_counter() - self.start
+            self.stream.write("\r" + f"verify: {done}/{total} groups {elapsed:7.1f}s {label}"[:100].ljust(100))
+            self.stream.flush()
+
+    def rank(self, l: int, checks: int, failed: int, seconds: float) -> None:
+        elapsed = time.perf_counter() - self.start
+        line = (
+            f"verify: rank {l}/{self.lmax} done: {checks} checks, {failed} failed, "
+            f"{seconds:.1f} s (elapsed {elapsed:.1f} s)"
+        )
+        self.stream.write(("\r" + line.ljust(100) if self.tty else line) + "\n")
+        self.stream.flush()
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify_budget import check_lmax, estimated_seconds, format_duration
+
+    try:
+        check_lmax(args.lmax, args.force)
+    except ValueError as exc:  # one clear line, no usage block: the arguments are well formed
+        print(f"cartesian-irreps verify: error: {exc}", file=sys.stderr)
+        return 2
     from . import verify
 
     start = time.perf_counter()
+    reporter = None if args.quiet else _RankProgress(args.lmax, start)
+    if reporter:
+        estimate = format_duration(estimated_seconds(args.lmax))
+        estimate = estimate if estimate.startswith("under") else "~" + estimate
+        print(
+            f"verify: lmax={args.lmax}, ranks 0..{args.lmax} in order (estimated {estimate} on the reference machine)",
+            file=sys.stderr,
+        )
     results = verify.run(
         args.lmax,
         layout=args.layout,
-        progress=None if args.quiet else lambda d, t, label: _progress(d, t, label, start),
+        progress=reporter.group if reporter else None,
         mutate=args.mutate,
+        on_rank=reporter.rank if reporter else None,
     )
     total = time.perf_counter() - start
     if args.table == "full":
@@ -169,7 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("verify", help="prove every property exactly up to --lmax")
-    v.add_argument("--lmax", type=_nonneg_int, default=4, help="largest rank (default 4)")
+    v.add_argument(
+        "--lmax",
+        type=_nonneg_int,
+        default=4,
+        help=f"largest rank (default 4; above {SAFE_LMAX} needs --force: time grows about as lmax^{GROWTH})",
+    )
+    v.add_argument(
+        "--force", action="store_true", help=f"run an lmax above the safe bound {SAFE_LMAX} (hours to years)"
+    )
     v.add_argument(
         "--layout",
         choices=("both", "compact"),
@@ -183,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="one row per check kind (default) or one row per object and check",
     )
     v.add_argument("--json", metavar="PATH", help="write every result as JSON")
-    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     v.add_argument(
         "--mutate",
         type=_triple,

@@ -531,22 +531,20 @@ def mutated(cpl: Coupling) -> Coupling:
     return cpl.with_table(table)
 
 
-def plan(
+def _entries(
     lmax: int, layout: str = "both", mutate: tuple[int, int, int] | None = None
-) -> Iterator[tuple[str, Callable[[], list[CheckResult]]]]:
-    """Yield ``(label, thunk)`` for every check group up to ``lmax``.
-
-    ``mutate=(l1, l2, l3)`` corrupts one coefficient of that product (see :func:`mutated`).
-    """
+) -> Iterator[tuple[int, str, Callable[[], list[CheckResult]]]]:
+    """``(rank, label, thunk)`` of every check group in plan order; rank is the largest l involved."""
     lmax = check_rank(lmax, "lmax")
     full = layout in ("both", "full")
     for l in range(lmax + 1):
-        yield f"P_{l}", lambda l=l: check_projector(l)
-        yield f"basis_{l}", lambda l=l: check_basis(l)
-        yield f"T_{l}", lambda l=l: check_harmonic(l)
+        yield l, f"P_{l}", lambda l=l: check_projector(l)
+        yield l, f"basis_{l}", lambda l=l: check_basis(l)
+        yield l, f"T_{l}", lambda l=l: check_harmonic(l)
     sel = min(lmax, SELECTION_RULE_L)
     for l1, l2, l3 in itertools.product(range(sel + 1), repeat=3):
         yield (
+            max(l1, l2, l3),
             f"selection ({l1},{l2},{l3})",
             lambda t=(l1, l2, l3): [check_selection_rule(*t)],
         )
@@ -557,11 +555,11 @@ def plan(
                 cpl = derive_coupling(*t, norm)
                 return check_coupling(mutated(cpl) if t == mutate else cpl, full and norm == "unit")
 
-            yield f"C{t} {norm}", thunk
+            yield max(t), f"C{t} {norm}", thunk
     yield from _product_basis_groups(lmax)
 
 
-def _product_basis_groups(lmax: int) -> Iterator[tuple[str, Callable[[], list[CheckResult]]]]:
+def _product_basis_groups(lmax: int) -> Iterator[tuple[int, str, Callable[[], list[CheckResult]]]]:
     """The generated product-basis tables with ranks <= ``lmax`` (see :mod:`.symbolic.product_basis`)."""
     from .generator.product_basis import PRODUCT_BASIS_CONFIGS, derived_tables
     from .symbolic.product_basis import check_product_basis
@@ -575,7 +573,18 @@ def _product_basis_groups(lmax: int) -> Iterator[tuple[str, Callable[[], list[Ch
             secs = (time.perf_counter() - start) / len(checks)
             return [CheckResult(obj, name, ok, secs, detail) for name, ok, detail in checks]
 
-        yield f"product basis {key[2:]}", thunk
+        yield key[2], f"product basis {key[2:]}", thunk
+
+
+def plan(
+    lmax: int, layout: str = "both", mutate: tuple[int, int, int] | None = None
+) -> Iterator[tuple[str, Callable[[], list[CheckResult]]]]:
+    """Yield ``(label, thunk)`` for every check group up to ``lmax``.
+
+    ``mutate=(l1, l2, l3)`` corrupts one coefficient of that product (see :func:`mutated`).
+    """
+    for _, label, thunk in _entries(lmax, layout, mutate):
+        yield label, thunk
 
 
 def run(
@@ -583,19 +592,37 @@ def run(
     layout: str = "both",
     progress: Callable[[int, int, str], None] | None = None,
     mutate: tuple[int, int, int] | None = None,
+    on_rank: Callable[[int, int, int, float], None] | None = None,
 ) -> list[CheckResult]:
-    """Run every check up to ``lmax``; ``progress(done, total, label)`` is called after each group."""
+    """Run every check up to ``lmax`` and return the results in plan order.
+
+    The groups run rank by rank (rank = largest l of the group), so the cheap low ranks finish first:
+    ``progress(done, total, label)`` is called after each group and ``on_rank(l, checks, failed, seconds)``
+    once all groups of rank l are done (``seconds``: time spent on that rank).
+    """
+    lmax = check_rank(lmax, "lmax")
     if mutate is not None:
         mutate = check_triple(*mutate)
         if max(mutate) > lmax:
             raise ValueError(f"--mutate {mutate} is beyond --lmax {lmax}")
-    groups = list(plan(lmax, layout, mutate))
-    results: list[CheckResult] = []
-    for i, (label, thunk) in enumerate(groups):
-        results.extend(thunk())
+    entries = list(_entries(lmax, layout, mutate))
+    order = sorted(range(len(entries)), key=lambda i: entries[i][0])  # stable: plan order within a rank
+    by_index: list[list[CheckResult]] = [[] for _ in entries]
+    done, start, checks, failed = 0, time.perf_counter(), 0, 0
+    for pos, i in enumerate(order):
+        rank, label, thunk = entries[i]
+        by_index[i] = thunk()
+        checks += len(by_index[i])
+        failed += sum(not r.ok for r in by_index[i])
+        done += 1
         if progress:
-            progress(i + 1, len(groups), label)
-    return results
+            progress(done, len(entries), label)
+        last_of_rank = pos + 1 == len(order) or entries[order[pos + 1]][0] != rank
+        if last_of_rank:
+            if on_rank:
+                on_rank(rank, checks, failed, time.perf_counter() - start)
+            start, checks, failed = time.perf_counter(), 0, 0
+    return [r for results in by_index for r in results]
 
 
 def as_dicts(results: list[CheckResult]) -> list[dict]:

@@ -22,3 +22,10 @@ def test_api_page_examples_run():
 
     result = doctest.testfile(str(DOCS / "api.md"), module_relative=False, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 10 and result.failed == 0
+
+
+def test_testing_page_examples_run():
+    import doctest
+
+    result = doctest.testfile(str(DOCS / "testing.md"), module_relative=False, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 15 and result.failed == 0

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from cartesian_irreps.runtime.harmonics import cartesian_harmonics
 from cartesian_irreps.symbolic.harmonics import SYMBOLS, cartesian_harmonic
+from cartesian_irreps.testing import assert_equivariant, assert_vjp
 from tests.conftest import rational_unit_vectors
-from tests.runtime.strategies import DTYPES, RTOL, orthogonal, rel_err, rotate_compact
+from tests.runtime.strategies import DTYPES, RTOL
 
 vectors = st.integers(0, 10**6).map(lambda s: np.random.default_rng(s).standard_normal((5, 3)) * 3)
 
@@ -41,15 +42,35 @@ def test_gradient_matches_finite_differences(v, lmax, norm, layout):
             assert np.allclose(grads[l][..., a], fd, atol=1e-7, rtol=1e-6)
 
 
-@given(vectors, st.integers(0, 10**6), st.booleans(), DTYPES)
-def test_equivariance(v, seed, improper, dtype):
-    """T_l(g n) = g . T_l(n), including (-1)^l under inversion."""
-    g = orthogonal(seed, improper)
-    t = cartesian_harmonics(v.astype(dtype), 6)
-    tg = cartesian_harmonics((v @ g.T).astype(dtype), 6)
-    for l in range(7):
-        assert tg[l].dtype == dtype
-        assert rel_err(tg[l], rotate_compact(t[l], l, g)) < 100 * RTOL[dtype]
+@given(vectors, st.integers(0, 6), st.sampled_from(["published", "unit"]), st.integers(0, 10**6))
+def test_gradient_as_a_vjp(v, lmax, norm, seed):
+    """The gradients, contracted with random cotangents, against finite differences in random directions."""
+
+    def harmonics(r):
+        return cartesian_harmonics(r, lmax, normalization=norm)
+
+    def vjp(cotangents, r):
+        _, grads = cartesian_harmonics(r, lmax, normalization=norm, gradient=True)
+        return sum(np.einsum("nm,nmd->nd", c, g) for c, g in zip(cotangents, grads))
+
+    assert_vjp(harmonics, vjp, (v,), rtol=1e-6, atol=1e-9, rng=seed)
+    with pytest.raises(AssertionError, match="finite differences"):
+        assert_vjp(harmonics, lambda c, r: vjp(c, r) + 1e-3 * r, (v,), rng=seed)
+
+
+@given(vectors, st.integers(0, 10**6), DTYPES)
+def test_equivariance(v, seed, dtype):
+    """T_l(g n) = g . T_l(n) for rotations, inversion ((-1)^l), a mirror and rotoreflections."""
+    assert all(t.dtype == dtype for t in cartesian_harmonics(v.astype(dtype), 6))
+    assert_equivariant(
+        lambda r: cartesian_harmonics(r, 6),
+        1,
+        tuple(range(7)),
+        inputs=[v.astype(dtype)],
+        rng=seed,
+        rotations=2,
+        rtol=100 * RTOL[dtype],
+    )
 
 
 @given(vectors, DTYPES)

@@ -15,7 +15,8 @@ from cartesian_irreps.runtime import contractions, tables
 from cartesian_irreps.runtime.layouts import to_full
 from cartesian_irreps.runtime.products import tensor_product, tensor_product_vjp
 from cartesian_irreps.symbolic.coupling import derive_coupling
-from tests.runtime.strategies import DTYPES, RTOL, SHARED, TRIPLES, operand_shapes, orthogonal, rel_err, rotate_compact
+from cartesian_irreps.testing import assert_equivariant, assert_matches_reference, assert_vjp
+from tests.runtime.strategies import DTYPES, RTOL, SHARED, TRIPLES, operand_shapes, rel_err
 
 batch_shapes = st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple)
 NORMS = st.sampled_from(["unit", "published", "raw"])
@@ -31,18 +32,21 @@ def _draw(triple, shared, batch, channels, dtype, seed):
     )
 
 
-@given(TRIPLES, SHARED, batch_shapes, st.integers(1, 4), DTYPES, st.integers(0, 10**6), st.booleans(), NORMS)
-def test_equivariance_with_pseudotensor_sign(triple, shared, batch, channels, dtype, seed, improper, norm):
-    """z(g x, g y) = det(g)^parity g z(x, y) for random rotations and rotoreflections."""
+@given(TRIPLES, SHARED, batch_shapes, st.integers(1, 4), DTYPES, st.integers(0, 10**6), NORMS)
+def test_equivariance_with_pseudotensor_sign(triple, shared, batch, channels, dtype, seed, norm):
+    """z(g x, g y) = det(g)^parity g z(x, y) for random rotations, inversion, a mirror and rotoreflections."""
     x, y, _ = _draw(triple, shared, batch, channels, dtype, seed)
-    g = orthogonal(seed, improper)
     l1, l2, l3 = triple
-    z = tensor_product(x, y, *triple, shared=shared, normalization=norm)
-    gx, gy = rotate_compact(x, l1, g).astype(dtype), rotate_compact(y, l2, g).astype(dtype)
-    zg = tensor_product(gx, gy, *triple, shared=shared, normalization=norm)
-    sign = -1.0 if improper and parity_of(*triple) == "odd" else 1.0
-    expected = sign * rotate_compact(z, l3, g)
-    assert rel_err(zg, expected) < 50 * RTOL[dtype]
+    assert_equivariant(
+        lambda a, b: tensor_product(a, b, *triple, shared=shared, normalization=norm),
+        (l1, l2),
+        l3,
+        parity_out=1 if parity_of(*triple) == "odd" else 0,
+        inputs=(x, y),
+        rng=seed,
+        rotations=2,
+        rtol=50 * RTOL[dtype],
+    )
 
 
 @given(TRIPLES, SHARED, batch_shapes, st.integers(1, 3), st.integers(0, 10**6), st.floats(-3, 3))
@@ -51,10 +55,10 @@ def test_bilinear(triple, shared, batch, channels, seed, s):
     x2, y2, _ = _draw(triple, shared, batch, channels, np.float64, seed + 1)
     lhs = tensor_product(x + s * x2, y, *triple, shared=shared)
     rhs = tensor_product(x, y, *triple, shared=shared) + s * tensor_product(x2, y, *triple, shared=shared)
-    assert rel_err(lhs, rhs) < 1e-12
+    assert_matches_reference(lambda: lhs, lambda: rhs, rtol=1e-12)
     lhs = tensor_product(x, y + s * y2, *triple, shared=shared)
     rhs = tensor_product(x, y, *triple, shared=shared) + s * tensor_product(x, y2, *triple, shared=shared)
-    assert rel_err(lhs, rhs) < 1e-12
+    assert_matches_reference(lambda: lhs, lambda: rhs, rtol=1e-12)
 
 
 @given(st.sampled_from(triples(3)), st.lists(st.fractions(-3, 3, max_denominator=7), min_size=14, max_size=14), NORMS)
@@ -86,45 +90,49 @@ def test_matches_exact_sympy_evaluation(triple, values, norm):
 def test_all_strategies_agree(triple, shared, channels, dtype, seed):
     x, y, g = _draw(triple, shared, (3,), channels, dtype, seed)
     kind = "pair" if shared is None else "shared"
-    ref = tensor_product(x, y, *triple, shared=shared, strategy="einsum")
+    tol = 10 * RTOL[dtype]
+
+    def product(strategy):
+        return lambda a, b: tensor_product(a, b, *triple, shared=shared, strategy=strategy)
+
+    def vjp(wrt, strategy):
+        return lambda a, b: tensor_product_vjp(g, a, b, *triple, shared=shared, wrt=(wrt,), strategy=strategy)[0]
+
     applicable = {s for s in contractions.STRATEGIES["pair"] if s != "diagonal" or 0 in triple}
     for s in contractions.STRATEGIES[kind]:
-        if s not in applicable:
-            continue
-        assert rel_err(tensor_product(x, y, *triple, shared=shared, strategy=s), ref) < 10 * RTOL[dtype]
-    ref_v = tensor_product_vjp(g, x, y, *triple, shared=shared, strategy="einsum")
+        if s in applicable:
+            assert_matches_reference(product(s), product("einsum"), x, y, rtol=tol)
     kinds = {"pair": ("pair", "pair"), "shared": ("shared", "reduce")}[kind]
     for sx in (s for s in contractions.STRATEGIES[kinds[0]] if s in applicable):
         for sy in (s for s in contractions.STRATEGIES[kinds[1]] if s in applicable):
-            if shared == "x":
-                gx = tensor_product_vjp(g, x, y, *triple, shared=shared, wrt=("x",), strategy=sy)[0]
-                gy = tensor_product_vjp(g, x, y, *triple, shared=shared, wrt=("y",), strategy=sx)[0]
-            else:
-                gx = tensor_product_vjp(g, x, y, *triple, shared=shared, wrt=("x",), strategy=sx)[0]
-                gy = tensor_product_vjp(g, x, y, *triple, shared=shared, wrt=("y",), strategy=sy)[0]
-            assert rel_err(gx, ref_v[0]) < 10 * RTOL[dtype]
-            assert rel_err(gy, ref_v[1]) < 10 * RTOL[dtype]
+            # with a shared x, its VJP is the 'reduce' kind and y's the 'shared' kind
+            x_strategy, y_strategy = (sy, sx) if shared == "x" else (sx, sy)
+            assert_matches_reference(vjp("x", x_strategy), vjp("x", "einsum"), x, y, rtol=tol)
+            assert_matches_reference(vjp("y", y_strategy), vjp("y", "einsum"), x, y, rtol=tol)
 
 
 @given(TRIPLES, SHARED, batch_shapes, st.integers(1, 3), st.integers(0, 10**6))
 def test_vjp_finite_differences_and_adjoint_identity(triple, shared, batch, channels, seed):
-    x, y, g = _draw(triple, shared, batch, channels, np.float64, seed)
-    dx, dy, _ = _draw(triple, shared, batch, channels, np.float64, seed + 7)
-    gx, gy = tensor_product_vjp(g, x, y, *triple, shared=shared)
-    assert gx.shape == x.shape and gy.shape == y.shape
-    # adjoint identity: <vjp(g), dx> = <g, jvp(dx)>, and the product is bilinear so jvp(dx) = z(dx, y)
-    assert np.isclose(
-        (gx * dx).sum(), (g * tensor_product(dx, y, *triple, shared=shared)).sum(), rtol=1e-10, atol=1e-12
+    x, y, _ = _draw(triple, shared, batch, channels, np.float64, seed)
+
+    def product(a, b):
+        return tensor_product(a, b, *triple, shared=shared)
+
+    def jvp(tangents, a, b):  # the product is bilinear: J (dx, dy) = z(dx, b) + z(a, dy)
+        return product(tangents[0], b) + product(a, tangents[1])
+
+    assert_vjp(
+        product,
+        lambda g, a, b: tensor_product_vjp(g, a, b, *triple, shared=shared),
+        (x, y),
+        jvp_fn=jvp,
+        eps=1e-6,
+        rtol=1e-8,  # relative to sum |J^T v * u|: bilinear, so the central difference is exact up to rounding
+        atol=1e-12,
+        adjoint_rtol=1e-10,
+        directions=1,
+        rng=np.random.default_rng([seed, 1]),  # a stream apart from the inputs' (v = x would be a special case)
     )
-    assert np.isclose(
-        (gy * dy).sum(), (g * tensor_product(x, dy, *triple, shared=shared)).sum(), rtol=1e-10, atol=1e-12
-    )
-    h = 1e-6
-    fd = (
-        (g * tensor_product(x + h * dx, y, *triple, shared=shared)).sum()
-        - (g * tensor_product(x - h * dx, y, *triple, shared=shared)).sum()
-    ) / (2 * h)
-    assert np.isclose(fd, (gx * dx).sum(), rtol=1e-6, atol=1e-8)
 
 
 @given(
@@ -144,7 +152,7 @@ def test_full_layout_agrees_with_compact(triple, shared, channels, dtype, seed, 
         to_full(x, l1), to_full(y, l2), *triple, layout="full", shared=shared, normalization=norm, strategy=route
     )
     assert zf.dtype == dtype
-    assert rel_err(zf, to_full(z, l3)) < 10 * RTOL[dtype]
+    assert_matches_reference(lambda: zf, lambda: to_full(z, l3), rtol=10 * RTOL[dtype])
     # the full-layout output is symmetric and traceless
     if l3 >= 2:
         assert rel_err(np.swapaxes(zf, -1, -2), zf) < 10 * RTOL[dtype]
@@ -153,8 +161,7 @@ def test_full_layout_agrees_with_compact(triple, shared, channels, dtype, seed, 
     gxf, gyf = tensor_product_vjp(
         to_full(g, l3), to_full(x, l1), to_full(y, l2), *triple, layout="full", shared=shared, normalization=norm
     )
-    assert rel_err(gxf, to_full(gx, l1)) < 10 * RTOL[dtype]
-    assert rel_err(gyf, to_full(gy, l2)) < 10 * RTOL[dtype]
+    assert_matches_reference(lambda: (gxf, gyf), lambda: (to_full(gx, l1), to_full(gy, l2)), rtol=10 * RTOL[dtype])
 
 
 def test_normalisations_are_consistent():
@@ -228,13 +235,16 @@ def test_inputs_are_not_modified_and_no_global_state():
 def test_diagonal_strategy_for_rank_zero_slots(t, shared):
     """Every product with a rank-0 slot, and its VJPs, by a single elementwise pass."""
     x, y, g = _draw(t, shared, (4,), 3, np.float64, 11)
-    ref = tensor_product(x, y, *t, shared=shared, strategy="einsum")
-    assert rel_err(tensor_product(x, y, *t, shared=shared, strategy="diagonal"), ref) < 1e-14
-    for a, b in zip(
-        tensor_product_vjp(g, x, y, *t, shared=shared, strategy="diagonal"),
-        tensor_product_vjp(g, x, y, *t, shared=shared, strategy="einsum"),
-    ):
-        assert rel_err(a, b) < 1e-14
+    assert_matches_reference(
+        lambda: tensor_product(x, y, *t, shared=shared, strategy="diagonal"),
+        lambda: tensor_product(x, y, *t, shared=shared, strategy="einsum"),
+        rtol=1e-14,
+    )
+    assert_matches_reference(
+        lambda: tensor_product_vjp(g, x, y, *t, shared=shared, strategy="diagonal"),
+        lambda: tensor_product_vjp(g, x, y, *t, shared=shared, strategy="einsum"),
+        rtol=1e-14,
+    )
     with pytest.raises(ValueError, match="does not apply"):
         tensor_product(
             *_draw((1, 1, 2), shared, (2,), 2, np.float64, 1)[:2], 1, 1, 2, shared=shared, strategy="diagonal"
