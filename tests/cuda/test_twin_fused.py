@@ -118,3 +118,26 @@ def test_bad_input_gets_the_cpu_errors():
         kernels.phi_grad_graph("q", table, graph, **arrays)
     with pytest.raises(ValueError, match="missing: g"):
         kernels.phi_grad_graph("w", table, graph, h=arrays["h"], y=arrays["y"])
+
+
+def test_the_twin_catches_an_indexing_error():
+    """A kernel that skips each node's last received edge (an off-by-one in the CSR loop) is caught."""
+    from cartesian_irreps.generator.cuda import CudaSource
+    from cartesian_irreps.runtime.cuda.ctwin import CTwin
+
+    table = path_table(1, 2, "both")
+    rng = np.random.default_rng(5)
+    graph = GraphIndex.build(rng.integers(0, 5, 30), np.sort(rng.integers(0, 5, 30)), 5)
+    arrays = _inputs(table, graph, 3, np.float64, rng)
+    good = kernels.fused_source(table)
+    broken = CudaSource(good.text.replace("q < ptr[n + 1]", "q < ptr[n + 1] - 1"), good.kernels)
+    assert broken.text != good.text
+    out = np.empty((5, 3, table.DZ))
+    order = np.arange(30, dtype=np.int64)
+    CTwin(broken, np.float64).launch(
+        "fused_z", arrays["h"], arrays["y"], arrays["w"], out, out, graph.senders, graph.receivers, order,
+        np.ascontiguousarray(graph.receiver_ptr), 5, 30, 3,
+    )  # fmt: skip
+    want = phi_grad_graph_reference("z", table, graph, h=arrays["h"], y=arrays["y"], w=arrays["w"])
+    with pytest.raises(AssertionError):
+        assert_close(out, want, np.float64)
