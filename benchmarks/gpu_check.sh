@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One script for a machine with an NVIDIA GPU and CuPy (under 8 minutes: tests <= 140 s, benchmark <= 320 s): the GPU tests (generated CUDA
-# kernels vs the CPU path, no host round trips, the model to 1e-10), the NVRTC/C-twin tests, then the GPU
-# benchmark table (message-passing product, model energy+forces, training epoch; CPU compiled beside
+# One script for a machine with an NVIDIA GPU and CuPy, under 8 minutes (tests <= 140 s, benchmark <= 320 s):
+# the GPU tests (generated CUDA kernels vs the CPU path, no host round trips, the model to 1e-10), the
+# NVRTC/C-twin tests, then the GPU benchmark table (message-passing product, model energy+forces, training epoch; CPU compiled beside
 # CUDA). Runs as is from the repository root: `bash benchmarks/gpu_check.sh`. Wheels for packages the GPU
 # machine lacks (ase, vesin, hypothesis, nvidia-cuda-nvrtc-cu12) are taken from ./wheels or ../shared/wheels.
 set -uo pipefail
