@@ -7,8 +7,9 @@ products``) and each distinct layer of such a model with 1 to :data:`NUM_LAYERS`
 
 * ``VALUES``: the distinct coefficients, each correctly rounded to float64 from its exact value, and
   ``EXACT``: that value's signed square ``"p/q"`` (the coefficient is ``sign * sqrt(|p/q|)``);
-* ``TABLES[key] = (levels, {out key: ((T, W), row_ptr, cols, value_index)})``: the monomial levels
-  ``(parent, last)`` per degree and each output key's matrix in CSR form.
+* ``TABLES[key]``: one string of integers per layer (parsed on demand, so importing the module stays
+  fast): the monomial levels ``(parent, last)`` per degree and each output key's matrix in CSR form
+  (layout in the generated file's comment).
 
 Keys are :func:`cartesian_irreps.runtime.product_basis.table_key`. Deterministic: sorted keys, values
 ordered by their exact value.
@@ -74,15 +75,18 @@ def product_basis_source(header: str, configs=PRODUCT_BASIS_CONFIGS) -> str:
         "# the same, correctly rounded to float64",
         "VALUES = (" + ", ".join(repr(signed_sqrt_float(v)) for v in exact) + ",)",
         "",
-        "# key (a_keys, out_keys, lmax, correlation, products): (levels ((parent, last) per degree >= 2),",
-        "#   {out key: ((T, W), row_ptr, cols, value index)})",
+        "# key (a_keys, out_keys, lmax, correlation, products): the layer's tables as one string of integers",
+        "# (parsed only when a model needs them), in this order:",
+        "#   n_levels, then per level (degree 2, 3, ...): size, parent[size], last[size];",
+        "#   n_keys, then per output key: l, s, T, W, nnz, row_ptr[T + 1], cols[nnz], value_index[nnz]",
         "TABLES = {",
     ]
     for key in sorted(tables, key=repr):
         pb = tables[key]
-        lines.append(f"    {key!r}: (")
-        lines.append("        (" + "".join(f"({tuple(p)!r}, {tuple(c)!r}), " for p, c in pb.levels) + "),")
-        lines.append("        {")
+        ints = [len(pb.levels)]
+        for p, c in pb.levels:
+            ints += [len(p), *p, *c]
+        ints.append(len(pb.entries))
         for k, ents in pb.entries.items():
             T, W = pb.shape(k)
             ptr = [0] * (T + 1)
@@ -90,10 +94,10 @@ def product_basis_source(header: str, configs=PRODUCT_BASIS_CONFIGS) -> str:
                 ptr[r + 1] += 1
             for r in range(T):
                 ptr[r + 1] += ptr[r]
-            cols = tuple(c for _, c, _ in ents)
-            vals = tuple(index[sq] for _, _, sq in ents)
-            lines.append(f"            {k!r}: (({T}, {W}), {tuple(ptr)!r}, {cols!r}, {vals!r}),")
-        lines.append("        },")
-        lines.append("    ),")
+            ints += [k[0], k[1], T, W, len(ents), *ptr, *(c for _, c, _ in ents), *(index[sq] for _, _, sq in ents)]
+        lines.append(f"    {key!r}:")
+        text = " ".join(map(str, ints))
+        chunks = [text[i : i + 100] for i in range(0, len(text), 100)]
+        lines += [f"        {c!r}" for c in chunks[:-1]] + [f"        {chunks[-1]!r},"]
     lines += ["}", ""]
     return "\n".join(lines)

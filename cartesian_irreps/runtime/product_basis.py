@@ -157,13 +157,27 @@ def product_tables(
             f"correlation <= {generated.CORRELATION} (extend PRODUCT_BASIS_CONFIGS in "
             "cartesian_irreps/generator/product_basis.py and run `cartesian-irreps generate`)"
         )
-    levels, mats = entry
-    select = tuple((np.array(p, dtype=np.intp), np.array(c, dtype=np.intp)) for p, c in levels)
+    ints = np.array(entry.split(), dtype=np.int64)
     values = np.array(generated.VALUES, dtype=np.float64)
+    pos = 0
+
+    def take(n: int) -> np.ndarray:
+        nonlocal pos
+        pos += n
+        return ints[pos - n : pos]
+
+    select = []
+    for _ in range(int(take(1)[0])):
+        n = int(take(1)[0])
+        select.append((take(n).astype(np.intp), take(n).astype(np.intp)))
     matrices = {}
-    for k, (shape, ptr, cols, index) in mats.items():
-        m = np.zeros(shape, dtype=np.float64)
-        rows = np.repeat(np.arange(shape[0]), np.diff(np.array(ptr, dtype=np.intp)))
-        m[rows, np.array(cols, dtype=np.intp)] = values[np.array(index, dtype=np.intp)]
-        matrices[k] = m
-    return select, matrices
+    for _ in range(int(take(1)[0])):
+        l, s, T, W, nnz = (int(v) for v in take(5))
+        ptr = take(T + 1)
+        cols, index = take(nnz), take(nnz)
+        m = np.zeros((T, W), dtype=np.float64)
+        m[np.repeat(np.arange(T), np.diff(ptr)), cols] = values[index]
+        matrices[(l, s)] = m
+    if pos != len(ints):
+        raise ValueError(f"generated product-basis table {key} is malformed (regenerate it)")
+    return tuple(select), matrices
