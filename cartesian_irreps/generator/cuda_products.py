@@ -1,6 +1,6 @@
-"""Generated CUDA C kernels of the product basis (monomials times a baked sparse basis) and of the
-Cartesian harmonics. Same conventions as :mod:`.cuda` (plain C in ``KERNEL`` functions, one thread per
-output row, C twin).
+"""Generated CUDA C kernels of the product basis (monomials times a baked sparse basis). Same
+conventions as :mod:`.cuda` (plain C in ``KERNEL`` functions, one thread per output row, C twin);
+the harmonics kernels are in :mod:`.cuda_harmonics`.
 
 **Product basis** (:func:`product_basis_source`): a monomial table ``(parent, last)`` (``T`` entries,
 ``m_t = a[last_t]`` or ``m_parent * a[last_t]``) and a sparse basis ``B`` (T, W) baked in; for
@@ -14,26 +14,17 @@ output row, C twin).
 the same four ops as the CPU kernel ``_kernels/monomials.c`` and
 :mod:`cartesian_irreps.runtime.monomials` (whose reference they are tested against). Every kernel
 takes ``a, g, h, out, R`` (the unused inputs are passed anyway).
-
-**Harmonics** (:func:`harmonics_source`): for vectors ``r`` (E, 3), ``n = r/|r|``, one thread per
-vector: ``<prefix>_values`` writes ``T (E, K)`` (``K = (lmax+1)^2``, ranks stacked), ``<prefix>_jacobian``
-also ``dT/dr (E, K, 3) = (dT/dn)(1 - n n^T)/|r|``, and ``<prefix>_vjp`` writes
-``sum_k G[e, k] dT_k/dr`` into ``grads`` (E, 3) for ``G`` (E, K). Coefficients (generated exact basis times the
-normalisation, times ``sqrt(2l+1)`` for the 'component' scaling) are baked in. A zero vector gives
-non-finite values: callers check lengths first.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from ..runtime import tables
 from .cuda import PRELUDE, CudaSource, Kernel, _function, literal
 
-__all__ = ["harmonics_source", "product_basis_source"]
+__all__ = ["product_basis_source"]
 
 
 def _rows_of(basis: tuple[Any, Any, Any, int], T: int) -> tuple[list[list[tuple[int, float]]], list[list]]:
@@ -131,74 +122,4 @@ def product_basis_source(
                 f"dgm{p} += dgm{t} * a{c} + gm{t} * h{c};",
             ]
     src.append(_function(ks["hvp"], body + write("", D, "ga")))
-    return CudaSource(PRELUDE + "\n" + "\n".join(src), tuple(ks.values()))
-
-
-# --------------------------------------------------------------------------- harmonics
-def _harmonic_coefficients(l: int, normalization: str, component: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``(coeff (n_mono(l), 2l+1), deriv (3, 2l+1, n_mono(l-1)))`` in float64."""
-    from ..runtime.harmonics import _derivative_coefficients
-
-    scale = tables.harmonic_scale(l, normalization) * (math.sqrt(2 * l + 1) if component else 1.0)
-    coeff = tables.harmonic_basis_floats(l).T * scale
-    deriv = _derivative_coefficients(l) * scale if l else np.zeros((3, 1, 0))
-    return coeff, deriv
-
-
-def harmonics_source(
-    lmax: int, normalization: str = "unit", component: bool = True, prefix: str = "harm"
-) -> CudaSource:
-    """Cartesian harmonics ``T_0..T_lmax`` of unit vectors, with gradient and VJP (module docstring)."""
-    tables.check_harmonics_lmax(lmax)
-    K = (lmax + 1) ** 2
-    params = (
-        ("const REAL* __restrict__", "r"),
-        ("const REAL* __restrict__", "G"),
-        ("REAL* __restrict__", "values"),
-        ("REAL* __restrict__", "grads"),
-        ("idx_t", "E"),
-    )
-    ks = {op: Kernel(f"{prefix}_{op}", params, ("E",)) for op in ("values", "jacobian", "vjp")}
-    head = [
-        "const ACC rx = (ACC)r[tid * 3], ry = (ACC)r[tid * 3 + 1], rz = (ACC)r[tid * 3 + 2];",
-        "const ACC len = sqrt(rx * rx + ry * ry + rz * rz);",
-        "const ACC inv = 1.0 / len;",
-        "const ACC n0 = rx * inv, n1 = ry * inv, n2 = rz * inv;",
-    ]
-    for axis in range(3):
-        head.append(f"const ACC p{axis}_0 = 1.0;")
-        for k in range(1, lmax + 1):
-            head.append(f"const ACC p{axis}_{k} = p{axis}_{k - 1} * n{axis};")
-
-    def mono(e: tuple[int, int, int]) -> str:
-        return " * ".join(f"p{a}_{e[a]}" for a in range(3) if e[a]) or "1.0"
-
-    vals, grads = [], []
-    for l in range(lmax + 1):
-        coeff, deriv = _harmonic_coefficients(l, normalization, component)
-        expo = tables.monomial_exponents(l).tolist()
-        lower = tables.monomial_exponents(l - 1).tolist() if l else []
-        for m in range(2 * l + 1):
-            k = l * l + m
-            terms = [f"{literal(coeff[a, m])} * {mono(e)}" for a, e in enumerate(expo) if coeff[a, m] != 0]
-            vals.append(f"const ACC t{k} = {' + '.join(terms) if terms else '0.0'};")
-            if l == 0:
-                grads += [f"const ACC d{k}_{axis} = 0.0;" for axis in range(3)]
-                continue
-            for axis in range(3):
-                terms = [f"{literal(deriv[axis, m, a])} * {mono(e)}" for a, e in enumerate(lower) if deriv[axis, m, a]]
-                grads.append(f"const ACC dn{k}_{axis} = {' + '.join(terms) if terms else '0.0'};")
-            grads.append(f"const ACC rad{k} = dn{k}_0 * n0 + dn{k}_1 * n1 + dn{k}_2 * n2;")
-            grads += [f"const ACC d{k}_{axis} = (dn{k}_{axis} - rad{k} * n{axis}) * inv;" for axis in range(3)]
-    write_vals = [f"REAL* v = values + tid * {K};"] + [f"v[{k}] = (REAL)t{k};" for k in range(K)]
-    write_grads = [f"REAL* d = grads + tid * {K * 3};"]
-    write_grads += [f"d[{3 * k + axis}] = (REAL)d{k}_{axis};" for k in range(K) for axis in range(3)]
-    src = [_function(ks["values"], head + vals + write_vals)]
-    src.append(_function(ks["jacobian"], head + vals + grads + write_vals + write_grads))
-    vjp = [f"const ACC G{k} = (ACC)G[tid * {K} + {k}];" for k in range(K)]
-    vjp += [
-        f"grads[tid * 3 + {axis}] = (REAL)(" + " + ".join(f"G{k} * d{k}_{axis}" for k in range(K)) + ");"
-        for axis in range(3)
-    ]
-    src.append(_function(ks["vjp"], head + grads + vjp))
     return CudaSource(PRELUDE + "\n" + "\n".join(src), tuple(ks.values()))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cartesian_irreps.generator.cuda import fused_graph_source
-from cartesian_irreps.generator.cuda_products import harmonics_source, product_basis_source
+from cartesian_irreps.generator.cuda_harmonics import harmonics_source
+from cartesian_irreps.generator.cuda_products import product_basis_source
 from cartesian_irreps.runtime.cuda import nvrtc
 
 from .conftest import needs_nvrtc, path_table

@@ -130,5 +130,30 @@ def test_harmonics_bad_input():
         kernels.cartesian_harmonics(np.ones((4, 3), dtype=np.int64), 2)
     with pytest.raises(ValueError, match="normalisation"):
         kernels.cartesian_harmonics(np.ones((4, 3)), 2, normalization="schmidt")
+    with pytest.raises(ValueError, match="cotangent must be"):
+        kernels.cartesian_harmonics(np.ones((4, 3)), 2, cotangent=np.ones((4, 4)))
+    with pytest.raises(ValueError, match="tangent must be"):
+        kernels.cartesian_harmonics(np.ones((4, 3)), 2, tangent=np.ones((4, 3), np.float32))
+    with pytest.raises(ValueError, match="generate"):
+        kernels.cartesian_harmonics(np.ones((4, 3)), 40)
     empty = kernels.cartesian_harmonics(np.zeros((0, 3)), 2)
     assert empty.shape == (0, 9)
+
+
+@pytest.mark.parametrize("lmax", [1, 2, 3, 4])
+def test_twin_harmonics_jvp_and_second_order_equal_autodiff(lmax):
+    """JVP and the VJP of the VJP (force training) against mlip's autodiff of the harmonics."""
+    from mlip import autodiff as ad
+    from mlip.equivariant import edge_harmonics
+
+    rng = np.random.default_rng(lmax)
+    r = rng.standard_normal((11, 3))
+    K = (lmax + 1) ** 2
+    G, v = rng.standard_normal((11, K)), rng.standard_normal((11, 3))
+    rt = ad.tensor(r, requires_grad=True)
+    (vjp,) = ad.grad(ad.sum(edge_harmonics(rt, lmax) * ad.constant(G)), [rt], create_graph=True)
+    (hvp,) = ad.grad(ad.sum(vjp * ad.constant(v)), [rt])
+    assert_close(kernels.cartesian_harmonics(r, lmax, cotangent=G), vjp.data, np.float64)
+    assert_close(kernels.cartesian_harmonics(r, lmax, cotangent=G, tangent=v), hvp.data, np.float64)
+    _, jac = kernels.cartesian_harmonics(r, lmax, gradient=True)
+    assert_close(kernels.cartesian_harmonics(r, lmax, tangent=v), np.einsum("ekd,ed->ek", jac, v), np.float64)

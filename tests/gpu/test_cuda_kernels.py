@@ -109,7 +109,9 @@ def test_kernel_hot_path_has_no_host_round_trip():
             kernels.phi_grad_graph(mode, table, graph, **{k: v for k, v in dev.items() if k != replaced})
         for op in ("forward", "vjp", "jvp", "hvp"):
             kernels.monomial_op(op, table_m, a, g, a, basis)
-        kernels.cartesian_harmonics(dev["y"][:, :3].copy(), 3, gradient=True, check_zero=False)
+        r = dev["y"][:, 1:4].copy()
+        kernels.cartesian_harmonics(r, 3, gradient=True, check_zero=False)
+        kernels.cartesian_harmonics(r, 3, cotangent=dev["y"][:, :16].copy(), tangent=r, check_zero=False)
 
     step()
     cp.cuda.Device().synchronize()

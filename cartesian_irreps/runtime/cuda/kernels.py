@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from ...generator.cuda import CudaSource, fused_graph_source
-from ...generator.cuda_products import harmonics_source, product_basis_source
+from ...generator.cuda_harmonics import harmonics_source
+from ...generator.cuda_products import product_basis_source
 from ..backend import import_cupy
 
 __all__ = ["BLOCK", "cartesian_harmonics", "compiled_module", "launch", "monomial_op", "phi_grad_graph"]
@@ -248,40 +249,59 @@ def cartesian_harmonics(
     component: bool = True,
     gradient: bool = False,
     cotangent: Any = None,
+    tangent: Any = None,
     check_zero: bool = True,
 ) -> Any:
-    """Stacked harmonics ``T (E, (lmax+1)^2)`` of ``vectors`` (E, 3) (CuPy), ranks 0..lmax, with
-    ``'component'`` scaling ``sqrt(2l+1)`` when ``component``.
+    """Stacked harmonics ``T (E, (lmax+1)^2)`` of ``vectors`` (E, 3), ranks 0..lmax, with the
+    ``'component'`` scaling ``sqrt(2l+1)`` when ``component`` (CuPy: GPU; NumPy: the C twin).
 
-    ``gradient=True`` returns ``(T, dT/dr (E, K, 3))``; ``cotangent=G`` (E, K) returns only
-    ``sum_k G[e, k] dT_k/dr`` (E, 3). ``check_zero`` rejects zero-length vectors (one device-to-host
-    read of a flag; pass False inside a hot loop whose edges are known to have length).
+    * ``gradient=True``: ``(T, dT/dr (E, K, 3))``;
+    * ``cotangent=G`` (E, K): ``sum_k G[e, k] dT_k/dr`` (E, 3) (the VJP);
+    * ``tangent=v`` (E, 3): ``sum_d dT_k/dr_d v[e, d]`` (E, K) (the JVP);
+    * both: ``sum_k G[e, k] D_v(dT_k/dr)`` (E, 3) (the VJP of the VJP with respect to r).
+
+    ``check_zero`` rejects zero-length vectors (one device-to-host read; pass False inside a hot loop
+    whose edges are known to have length).
     """
     from ..._validate import HARMONIC_NORMALIZATIONS, check_choice, check_rank
     from ..backend import array_module, as_float_array, check_trailing
 
     lmax = check_rank(lmax, "lmax")
+    tables_check(lmax)
     check_choice(normalization, HARMONIC_NORMALIZATIONS, "harmonic normalisation")
-    cp = array_module(vectors, cotangent)  # NumPy arrays run the C twin
+    cp = array_module(vectors, cotangent, tangent)  # NumPy arrays run the C twin
     as_float_array(vectors, "vectors", cp)
     check_trailing(vectors, "vectors", (3,), "Cartesian components")
     if vectors.ndim != 2:
         raise ValueError(f"vectors must have shape (E, 3), got {tuple(vectors.shape)}")
     E, K = int(vectors.shape[0]), (lmax + 1) ** 2
+    for name, arr, shape in (("cotangent", cotangent, (E, K)), ("tangent", tangent, (E, 3))):
+        if arr is not None and (tuple(arr.shape) != shape or arr.dtype != vectors.dtype):
+            raise ValueError(f"{name} must be {shape} of dtype {vectors.dtype}, got {tuple(arr.shape)} {arr.dtype}")
     if check_zero and E and bool((vectors == 0).all(axis=1).any()):
         raise ValueError("vectors contain a zero-length vector: its direction (and harmonic) is undefined")
     src = harmonics_kernel_source(lmax, normalization, component)
     r = cp.ascontiguousarray(vectors)
+    G = r if cotangent is None else cp.ascontiguousarray(cotangent)
+    v = r if tangent is None else cp.ascontiguousarray(tangent)
     values = cp.empty((E, K), dtype=r.dtype)
     if cotangent is not None:
-        if tuple(cotangent.shape) != (E, K) or cotangent.dtype != r.dtype:
-            raise ValueError(f"cotangent must be ({E}, {K}) of dtype {r.dtype}, got {tuple(cotangent.shape)}")
         out = cp.empty((E, 3), dtype=r.dtype)
-        launch(src, "harm_vjp", r.dtype, r, cp.ascontiguousarray(cotangent), values, out, E)
+        launch(src, "harm_hvp" if tangent is not None else "harm_vjp", r.dtype, r, G, v, values, out, E)
         return out
+    if tangent is not None:
+        launch(src, "harm_jvp", r.dtype, r, G, v, values, values, E)
+        return values
     if not gradient:
-        launch(src, "harm_values", r.dtype, r, r, values, values, E)
+        launch(src, "harm_values", r.dtype, r, G, v, values, values, E)
         return values
     grads = cp.empty((E, K, 3), dtype=r.dtype)
-    launch(src, "harm_jacobian", r.dtype, r, r, values, grads, E)
+    launch(src, "harm_jacobian", r.dtype, r, G, v, values, grads, E)
     return values, grads
+
+
+def tables_check(lmax: int) -> None:
+    """``lmax`` within the generated harmonics (same error as the CPU path)."""
+    from .. import tables
+
+    tables.check_harmonics_lmax(lmax)
