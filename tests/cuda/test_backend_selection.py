@@ -65,3 +65,20 @@ def test_every_backend_gives_the_same_monomials(backend):
     with kb.use_backend(backend):
         got = cpu.monomials_hvp(a, g, h, table)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_the_cuda_path_imports_neither_sympy_nor_cupy_for_numpy_input():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from cartesian_irreps.runtime.cuda import kernels\n"
+        "from cartesian_irreps.runtime.product_basis import model_layers, product_tables, product_tree\n"
+        "a, o = model_layers(2, 1, 3, 'even')[0]\n"
+        "product_tables(a, *product_tree(a, o, 2, 3, 'even'), 3)\n"
+        "kernels.cartesian_harmonics(np.ones((2, 3)), 2)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sympy', 'cupy')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
