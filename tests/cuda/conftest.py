@@ -42,3 +42,21 @@ def assert_close(got: np.ndarray, want: np.ndarray, dtype: np.dtype) -> None:
     err = float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max()) if want.size else 0.0
     assert np.isfinite(got).all()
     assert err <= RTOL[np.dtype(dtype)] * scale, f"max error {err:.3g} at scale {scale:.3g}"
+
+
+@pytest.fixture
+def twin_launches(monkeypatch):
+    """Counts the C-twin kernel launches by kernel name during a test."""
+    from collections import Counter
+
+    from cartesian_irreps.runtime.cuda.ctwin import CTwin
+
+    calls: Counter = Counter()
+    launch = CTwin.launch
+
+    def counting(self, name, *args, **kwargs):
+        calls[name] += 1
+        return launch(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(CTwin, "launch", counting)
+    return calls

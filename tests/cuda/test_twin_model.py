@@ -32,7 +32,7 @@ MOLS = [
     "config",
     [dict(), dict(products="parity_complete"), dict(correlation=3, hidden_lmax=2), dict(lmax=3, correlation=2)],
 )
-def test_energy_forces_and_stress_equal_the_cpu_path(config):
+def test_energy_forces_and_stress_equal_the_cpu_path(config, twin_launches):
     pot = Potential.create(small_config(**config), seed=3)
     batch = batch_structures(MOLS, pot.config.cutoff, TABLE)
     want = pot.evaluate(batch, forces=True)
@@ -40,9 +40,21 @@ def test_energy_forces_and_stress_equal_the_cpu_path(config):
         got = pot.evaluate(batch, forces=True)
     for key in ("energy", "forces"):
         np.testing.assert_allclose(got[key], want[key], rtol=1e-10, atol=1e-10 * np.abs(want[key]).max())
+    assert {"pbasis_forward", "pbasis_vjp"} <= set(twin_launches), twin_launches
 
 
-def test_force_training_gradient_equals_the_cpu_path():
+def test_float32_model_through_the_twin():
+    pot = Potential.create(small_config(dtype="float32"), seed=3)
+    batch = batch_structures(MOLS, pot.config.cutoff, TABLE).astype(np.float32)
+    want = pot.evaluate(batch)
+    with use_backend("cuda-twin"):
+        got = pot.evaluate(batch)
+    for key in ("energy", "forces"):
+        assert got[key].dtype == np.float32
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-4 * np.abs(want[key]).max())
+
+
+def test_force_training_gradient_equals_the_cpu_path(twin_launches):
     """Second order: d(force loss)/d(params) through the twin kernels (VJP of VJPs, HVP)."""
     pot = Potential.create(small_config(channels=3, correlation=3), seed=5)
     batch = batch_structures(MOLS[:2], pot.config.cutoff, TABLE)
@@ -60,3 +72,4 @@ def test_force_training_gradient_equals_the_cpu_path():
         got = grads()
     for n, a, b in zip(names, got, want):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * np.abs(b).max(), err_msg=n)
+    assert {"pbasis_forward", "pbasis_vjp", "pbasis_jvp", "pbasis_hvp"} <= set(twin_launches), twin_launches
