@@ -39,7 +39,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import shlex
 import shutil
 import sys
@@ -52,14 +51,12 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from mlip.evaluation import EvalResult, evaluate_structures, write_predictions_csv  # noqa: E402
-from mlip.metrics import compute_metrics, format_table  # noqa: E402
-from mlip.model import load_model, param_shapes  # noqa: E402
-from mlip.training import (  # noqa: E402
+from cartesian_irreps.runtime.kernels import backend_record, require_compiled
+from cartesian_irreps.runtime.timing import machine_description
+from mlip.evaluation import EvalResult, evaluate_structures, write_predictions_csv
+from mlip.metrics import compute_metrics, format_table
+from mlip.model import load_model, param_shapes
+from mlip.training import (
     DataError,
     TrainConfig,
     Trainer,
@@ -80,6 +77,8 @@ __all__ = [
     "run",
 ]
 
+#: The repository (docs, results, data): the code itself is always the installed package, never this tree.
+ROOT = Path(__file__).resolve().parents[1]
 #: Default data folder: ``../shared/data`` relative to the repository root.
 DEFAULT_DATA = (ROOT / ".." / "shared" / "data").resolve()
 #: Default documentation file whose molecule section is rewritten.
@@ -212,21 +211,7 @@ def _positive_int(text: str) -> int:
 
 def machine() -> str:
     """CPU model, usable cores, Python, NumPy and ASE versions."""
-    import ase
-
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"{cpu}, {cores} cores available; Python {platform.python_version()}, NumPy {np.__version__}, "
-        f"ASE {ase.__version__}"
-    )
+    return machine_description("ase")
 
 
 def _load_average() -> float | None:
@@ -656,6 +641,11 @@ def build_parser(default_molecule: str = "acac") -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue <output-dir>/run (same options as before)")
     p.add_argument("--overwrite", action="store_true", help="start afresh even if <output-dir>/run has a checkpoint")
     p.add_argument("--eval-only", action="store_true", help="no training: test <output-dir>/run/best.npz")
+    p.add_argument(
+        "--allow-reference",
+        action="store_true",
+        help="run with the NumPy reference when the compiled kernels are missing (refused by default: 3x slower)",
+    )
     g = p.add_argument_group("data")
     g.add_argument("--n-train", type=_positive_int, default=D["n_train"], help="training structures (default 450)")
     g.add_argument("--n-valid", type=_positive_int, default=D["n_valid"], help="validation structures (default 50)")
@@ -889,6 +879,7 @@ def run(args: argparse.Namespace, command: str) -> int:
         "machine": machine(),
         "load_average_before": load_before,
         "load_average_after": _load_average(),
+        "backend": backend_record(args.device),
         "threads": {
             "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
             "CARTESIAN_IRREPS_NUM_THREADS": os.environ.get("CARTESIAN_IRREPS_NUM_THREADS", "default (usable CPUs)"),
@@ -974,10 +965,13 @@ def main(argv: Sequence[str] | None = None, default_molecule: str = "acac", scri
     args = build_parser(default_molecule).parse_args(argv)
     command = shlex.join(["python", script, *argv])
     try:
+        if not args.allow_reference:
+            require_compiled(script, args.device)
+        print(f"backend: {backend_record(args.device)['description']}", file=sys.stderr)
         return run(args, command)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (DataError, TrainingError, ValueError, FileNotFoundError) as err:
+    except (DataError, TrainingError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

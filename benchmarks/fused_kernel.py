@@ -1,7 +1,8 @@
 """Time the fused message-passing tensor product: compiled kernel vs NumPy reference.
 
-For every rank L (natural-parity paths, stacked layout, exact unit couplings), dtype and
-thread count, it times
+**Edge section** (``--sections edge``): the per-edge product (the graph form on
+``GraphIndex.identity(E)``: one edge per node pair, nothing gathered or summed).  For every rank L
+(natural-parity paths, stacked layout, exact unit couplings), dtype and thread count, it times
 
 * ``forward``: mode ``"z"`` (the product ``z`` from ``x``, ``y``, ``w``);
 * ``gradients``: modes ``"x"``, ``"y"`` and ``"w"`` together (the three input gradients
@@ -10,7 +11,7 @@ thread count, it times
 once writing into preallocated outputs (``out=``) and once allocating fresh outputs (which on
 Linux adds the page faults of the new memory: about 0.5 GB for ``z`` at L=3 in float64).
 Each number is the median over ``--repeats`` runs after one warm-up.  The reference
-(:func:`phi_grad_reference`, NumPy, threads as NumPy's BLAS uses them) is timed last, once
+(:func:`phi_grad_graph_reference`, NumPy, threads as NumPy's BLAS uses them) is timed last, once
 per L and dtype, with fresh outputs.
 
 **Graph section** (``--sections graph``): the graph form on a real neighbour list, the 256-atom
@@ -19,10 +20,10 @@ E = 10964 edges), C = 32 channels, with the message tables of the model's two la
 (node ranks 0..0 in the first layer, 0..1 in the second; natural parity).  It compares
 
 * ``chain``: what the model did before the fused op, ``A = segment_sum(z(x = h[s], y, w), r)``
-  (``mlip.autodiff`` ``index_select`` / ``segment_sum`` on arrays, :func:`phi_grad` for the
-  product), and its backward given ``dL/dA``: ``ge = gA[r]`` (gather), ``dh = segment_sum(mode x, s)``,
-  ``dy = mode y``, ``dw = mode w`` (the gather ``gA[r]`` is counted with ``dh``; ``x = h[s]`` is
-  reused from the forward, as autodiff keeps it);
+  (``mlip.autodiff`` ``index_select`` / ``segment_sum`` on arrays, the per-edge product on
+  ``GraphIndex.identity(E)`` for the product), and its backward given ``dL/dA``: ``ge = gA[r]``
+  (gather), ``dh = segment_sum(mode x, s)``, ``dy = mode y``, ``dw = mode w`` (the gather
+  ``gA[r]`` is counted with ``dh``; ``x = h[s]`` is reused from the forward, as autodiff keeps it);
 * ``fused``: :func:`phi_grad_graph` modes ``z``, ``x``, ``y``, ``w`` (no ``(E, C, D)`` array).
 
 Times are the best of ``--graph-repeats`` runs (less sensitive than the median to other jobs on
@@ -40,19 +41,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from cartesian_irreps._validate import triples
-from cartesian_irreps.runtime.fused import MODES, PathTable, extension_available, phi_grad, phi_grad_reference
+from cartesian_irreps.runtime.fused import (
+    MODES,
+    GraphIndex,
+    PathTable,
+    extension_available,
+    phi_grad_graph,
+    phi_grad_graph_reference,
+)
+from cartesian_irreps.runtime.timing import best_time, median_time
 
 GRAD_MODES = ("x", "y", "w")
-REPLACED = {"z": "g", "x": "x", "y": "y", "w": "w"}
+#: the argument each mode replaces (node features are ``h``)
+REPLACED = {"z": "g", "x": "h", "y": "y", "w": "w"}
 
 
 def natural_table(L: int) -> PathTable:
@@ -63,33 +70,10 @@ def natural_table(L: int) -> PathTable:
     return PathTable.from_couplings(paths, [derive_coupling(*t, "unit").floats() for t in paths])
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``fn()`` over ``repeats`` runs after one warm-up run."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def cu256_graph() -> tuple[Any, int]:
     """``(GraphIndex, build seconds)`` of the rattled 256-atom copper cell with a 5 Å cutoff."""
     import ase.build
 
-    from cartesian_irreps.runtime.fused import GraphIndex
     from mlip.data import SpeciesTable, batch_structures
 
     atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat((4, 4, 4))
@@ -114,12 +98,12 @@ def model_tables() -> list[tuple[str, PathTable]]:
 
 def graph_section(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Time the fused graph op against the gather -> product -> scatter chain on the Cu256 graph."""
-    from cartesian_irreps.runtime.fused import phi_grad_graph
     from mlip import autodiff as ad
 
     graph, build_s = cu256_graph()
     N, E, C = graph.num_nodes, graph.num_edges, args.channels
     s, r = graph.senders, graph.receivers
+    edges = GraphIndex.identity(E)  # the per-edge product of the chain
     print(f"# graph: Cu256, N={N} E={E} C={C}; GraphIndex.build {build_s * 1e3:.2f} ms", flush=True)
     print(
         f"{'layer':>24} {'P':>2} {'dtype':>8} {'thr':>3} {'impl':>6} {'fwd':>8} {'grad x':>8} {'grad y':>8} "
@@ -145,14 +129,16 @@ def graph_section(args: argparse.Namespace) -> list[dict[str, Any]]:
 
                 def chain_x(threads: int = threads) -> np.ndarray:
                     ge = gather(gA, r)
-                    return scatter(phi_grad("x", table, y=y, w=w, g=ge, threads=threads), s)
+                    return scatter(phi_grad_graph("x", table, edges, y=y, w=w, g=ge, threads=threads), s)
 
                 ge = gather(gA, r)
                 chain = {
-                    "fwd": lambda t=threads: scatter(phi_grad("z", table, x=gather(h, s), y=y, w=w, threads=t), r),
+                    "fwd": lambda t=threads: scatter(
+                        phi_grad_graph("z", table, edges, h=gather(h, s), y=y, w=w, threads=t), r
+                    ),
                     "x": chain_x,
-                    "y": lambda t=threads, ge=ge: phi_grad("y", table, x=xe, w=w, g=ge, threads=t),
-                    "w": lambda t=threads, ge=ge: phi_grad("w", table, x=xe, y=y, g=ge, threads=t),
+                    "y": lambda t=threads, ge=ge: phi_grad_graph("y", table, edges, h=xe, w=w, g=ge, threads=t),
+                    "w": lambda t=threads, ge=ge: phi_grad_graph("w", table, edges, h=xe, y=y, g=ge, threads=t),
                 }
                 fused = {
                     "fwd": lambda t=threads: phi_grad_graph("z", table, graph, h=h, y=y, w=w, threads=t),
@@ -194,7 +180,7 @@ def graph_section(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def edge_section(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Time the edge form (compiled kernel per thread count, then the NumPy reference) for every L and dtype."""
+    """Time the per-edge product (compiled kernel per thread count, then the NumPy reference) for every L and dtype."""
     print(f"# edge section: E={args.edges} C={args.channels}")
     header = f"{'L':>2} {'P':>3} {'dtype':>8} {'impl':>10} {'threads':>7} {'fwd(out=)':>10} {'fwd(new)':>9}"
     header += f" {'grad(out=)':>10} {'grad(new)':>9}  [x / y / w with out=]"
@@ -203,11 +189,12 @@ def edge_section(args: argparse.Namespace) -> list[dict[str, Any]]:
     rng = np.random.default_rng(args.seed)
     results: list[dict[str, Any]] = []
     E, C = args.edges, args.channels
+    edges = GraphIndex.identity(E)
     for L in args.lmax:
         table = natural_table(L)
         for dtype_name in args.dtype:
             dtype = np.dtype(dtype_name)
-            shapes = {"x": (E, C, table.DX), "y": (E, table.DY), "w": (E, C, table.P), "g": (E, C, table.DZ)}
+            shapes = {"h": (E, C, table.DX), "y": (E, table.DY), "w": (E, C, table.P), "g": (E, C, table.DZ)}
             arrays = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
 
             def inputs(mode: str, arrays: dict = arrays) -> dict:
@@ -224,13 +211,13 @@ def edge_section(args: argparse.Namespace) -> list[dict[str, Any]]:
                     reps = args.reference_repeats
 
                     def run(mode: str, out: Any) -> Any:
-                        return phi_grad_reference(mode, table, **inputs(mode), out=out)
+                        return phi_grad_graph_reference(mode, table, edges, **inputs(mode), out=out)
 
                 else:
                     reps = args.repeats
 
                     def run(mode: str, out: Any, threads: int | None = threads) -> Any:
-                        return phi_grad(mode, table, **inputs(mode), out=out, threads=threads)
+                        return phi_grad_graph(mode, table, edges, **inputs(mode), out=out, threads=threads)
 
                 fwd_out = median_time(lambda: run("z", outs["z"]), reps)
                 fwd_new = median_time(lambda: run("z", None), reps)

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 DATA_DIRS = (ROOT / ".." / "shared" / "data", Path("/work/shared/data"))
 
 

@@ -46,7 +46,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -78,8 +77,7 @@ os.environ["CARTESIAN_IRREPS_NUM_THREADS"] = str(THREADS)
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]  # for the docs and results only: the code is the installed package
 
 import ase  # noqa: E402
 import ase.build  # noqa: E402
@@ -87,6 +85,8 @@ import ase.io  # noqa: E402
 from ase.data import chemical_symbols  # noqa: E402
 
 from cartesian_irreps.runtime.allocator import MALLOC_ENV, keep_freed_memory  # noqa: E402
+from cartesian_irreps.runtime.kernels import backend_record, require_compiled  # noqa: E402
+from cartesian_irreps.runtime.timing import machine_description  # noqa: E402
 from mlip.data import Batch, SpeciesTable, batch_structures  # noqa: E402
 from mlip.model import ModelConfig, Potential, param_shapes  # noqa: E402
 
@@ -125,19 +125,8 @@ def log(msg: str) -> None:
 
 
 def machine() -> str:
-    """CPU model, cores, Python and NumPy versions."""
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {len(os.sched_getaffinity(0))} cores available; Python {platform.python_version()}, "
-        f"NumPy {np.__version__}, ASE {ase.__version__}"
-    )
+    """CPU model, cores, Python, NumPy and ASE versions."""
+    return machine_description("ase")
 
 
 def cu256() -> ase.Atoms:
@@ -513,6 +502,11 @@ def main(argv: list[str] | None = None) -> int:
         help="OpenBLAS/OpenMP threads of NumPy (default: --threads); read from the command line at import",
     )
     p.add_argument("--mace-timeout", type=float, default=1800.0, help="seconds")
+    p.add_argument(
+        "--allow-reference",
+        action="store_true",
+        help="time the NumPy reference when the compiled kernels are missing (refused by default)",
+    )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder")
     p.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md and the PNG")
     p.add_argument("--output", type=Path, default=RESULTS / "inference.json")
@@ -537,6 +531,15 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print("skipping: --device gpu needs CuPy, which is not installed", file=sys.stderr)
             return 0
+    xp_name = "cupy" if args.device == "gpu" else "numpy"
+    if not args.allow_reference:
+        try:
+            require_compiled("benchmarks/inference.py", xp_name)
+        except RuntimeError as err:
+            print(f"error: {err} (or pass --allow-reference)", file=sys.stderr)
+            return 1
+    backend = backend_record(xp_name)
+    print(f"backend: {backend['description']}", file=sys.stderr)
     command = "python benchmarks/inference.py " + " ".join(argv if argv is not None else sys.argv[1:])
     load_before = os.getloadavg()[0]
 
@@ -584,6 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_1min_after": load_after,
         "repeats": args.repeats,
         "warmup": args.warmup,
+        "backend": backend,
         "threads": THREADS,
         "blas_threads": BLAS_THREADS,
         "malloc_keeps_freed_memory": MALLOC["kept"],

@@ -23,21 +23,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from cartesian_irreps._validate import triples  # noqa: E402
 from cartesian_irreps.runtime import tables  # noqa: E402
 from cartesian_irreps.runtime.layouts import to_full  # noqa: E402
 from cartesian_irreps.runtime.products import tensor_product  # noqa: E402
+from cartesian_irreps.runtime.timing import machine_description, median_time  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -45,21 +43,10 @@ IMG = ROOT / "docs" / "img"
 REFERENCE_BUDGET = 2e9  # multiply-adds the reference may do in one timed call before we scale down
 
 
-def timed(fn, repeats: int) -> float:
-    """Median wall time of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
 def full_dense_coupling(triple: tuple[int, int, int]) -> np.ndarray:
     """Dense full-layout coupling F[I, J, K] = sum C[m1,m2,m3] U1[m1,I] U2[m2,J] U3[m3,K] (float64)."""
     c = tables.dense_coupling(*triple)
-    u1, u2, u3 = (tables._to_compact_matrix(l) for l in triple)
+    u1, u2, u3 = (tables.to_full_matrix(l, np.float64, np) for l in triple)
     return np.einsum("abc,ai,bj,ck->ijk", c, u1, u2, u3, optimize=True)
 
 
@@ -75,10 +62,10 @@ def bench_triple(triple, layout, dtype, edges, channels, repeats, rng) -> dict:
         x, y = to_full(xc, l1), to_full(yc, l2)
         dense = full_dense_coupling(triple).astype(dtype)
         xr, yr = x.reshape(edges, channels, -1), y.reshape(edges, channels, -1)
-    kernel = timed(lambda: tensor_product(x, y, *triple, layout=layout), repeats)
+    kernel = median_time(lambda: tensor_product(x, y, *triple, layout=layout), repeats)
     cost = edges * channels * dense.size
     sub = edges if cost <= REFERENCE_BUDGET else max(1, int(edges * REFERENCE_BUDGET / cost))
-    ref = timed(lambda: np.einsum("ijk,eci,ecj->eck", dense, xr[:sub], yr[:sub]), 1 if sub < edges else repeats)
+    ref = median_time(lambda: np.einsum("ijk,eci,ecj->eck", dense, xr[:sub], yr[:sub]), 1 if sub < edges else repeats)
     ref *= edges / sub
     z = tensor_product(x[:4], y[:4], *triple, layout=layout).reshape(4, channels, -1)
     zr = np.einsum("ijk,eci,ecj->eck", dense, xr[:4], yr[:4])
@@ -142,13 +129,13 @@ def ours_message_passing(lmax: int, edges: int, channels: int, repeats: int) -> 
     y = rng.standard_normal((edges, (lmax + 1) ** 2))
     w = rng.standard_normal((edges, channels, mp.num_paths))
     g = rng.standard_normal((edges, channels, mp.out_dim))
-    fwd = timed(lambda: mp(x, y, w), repeats)
+    fwd = median_time(lambda: mp(x, y, w), repeats)
 
     def fwd_bwd():
         mp(x, y, w)
         mp.vjp(g, x, y, w)
 
-    both = timed(fwd_bwd, repeats)
+    both = median_time(fwd_bwd, repeats)
     return {
         "forward_s": fwd,
         "forward_backward_s": both,
@@ -222,20 +209,8 @@ def table2(rows: list[dict]) -> str:
 
 # --------------------------------------------------------------------------- output
 def machine() -> str:
-    import opt_einsum
-
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {len(os.sched_getaffinity(0))} cores available; Python {platform.python_version()}, "
-        f"NumPy {np.__version__}, opt_einsum {opt_einsum.__version__}"
-    )
+    """CPU model, usable cores, Python, NumPy and opt_einsum versions."""
+    return machine_description("opt_einsum")
 
 
 def replace_section(text: str, name: str, body: str) -> str:

@@ -162,6 +162,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .generator import emit, strategy
 
     start = time.perf_counter()
+    # an installed copy (site-packages) is not a source checkout: never regenerate into it
+    installed = not (emit.GENERATED_DIR.parents[1] / "setup.py").is_file()
+    if installed and (args.tune or not (args.check or args.output)):
+        raise ValueError(
+            f"{emit.GENERATED_DIR} belongs to an installed package: regenerate (or --tune) in a source checkout, "
+            "or give --output DIR"
+        )
     if args.tune:
         data = strategy.tune(
             args.lmax, progress=None if args.quiet else lambda d, t, label: _progress(d, t, label, start)
@@ -176,7 +183,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         for p in problems:
             print(p)
         if problems:
-            print(f"generated modules in {directory} are stale: run `cartesian-irreps generate --lmax {args.lmax}`")
+            fix = (
+                "the installed copy is read-only: reinstall the package (pip install --force-reinstall .) "
+                "from an up-to-date source checkout"
+                if installed and not args.output
+                else f"run `cartesian-irreps generate --lmax {args.lmax}`"
+            )
+            print(f"generated modules in {directory} are stale: {fix}")
             return 1
         print(f"generated modules in {directory} are up to date (lmax={args.lmax})")
         return 0
@@ -206,7 +219,10 @@ def _triple(text: str) -> tuple[int, int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="cartesian-irreps", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("verify", help="prove every property exactly up to --lmax")

@@ -3,20 +3,13 @@
 * :func:`edge_harmonics`: Cartesian harmonics of edge vectors, written with autodiff primitives
   (monomials of the vector times the generated coefficients, divided by ``|r|^l``), so derivatives of
   every order are exact.
-* :class:`MessageProduct`: the fused message-passing product. Its four modes are the partial
-  gradients of the 4-linear form ``Phi(x, y, w, g) = sum w C_p x y g`` (see
-  :mod:`cartesian_irreps.runtime.fused`); the VJP of any mode is another mode with the cotangent put
-  in place of the argument it replaced, so forces and force training (second derivatives) reuse the
-  same compiled kernel.
-* :class:`GraphMessageProduct`: the same product in graph form, with the gather of the sender
-  features and the sum over each receiver's edges fused into the kernel: the four modes are the
-  partial gradients of ``PhiG(h, y, w, g) = Phi(h[senders], y, w, g[receivers])`` (see
-  :func:`cartesian_irreps.runtime.fused.phi_grad_graph`), so no ``(E, C, D)`` array is formed,
-  and again every VJP is another mode.
-* :class:`PairProduct`: channel-wise products ``u (x) v -> l3`` of node features (product basis),
-  likewise closed under differentiation: the three partial gradients of
-  ``Psi(u, v, g) = sum C[a,b,k] u[n,c,a] v[n,c,b] g[n,c,k]`` are pair contractions with the coupling's
-  slots permuted.
+* :class:`GraphMessageProduct`: the fused message-passing product, with the gather of the sender
+  features and the sum over each receiver's edges fused into the kernel: its four modes are the
+  partial gradients of the 4-linear form ``PhiG(h, y, w, g) = Phi(h[senders], y, w, g[receivers])``,
+  ``Phi(x, y, w, g) = sum w C_p x y g`` (see :func:`cartesian_irreps.runtime.fused.phi_grad_graph`),
+  so no ``(E, C, D)`` array is formed; the VJP of any mode is another mode with the cotangent put in
+  place of the argument it replaced, so forces and force training (second derivatives) reuse the
+  same compiled kernel.  On ``GraphIndex.identity(E)`` it is the per-edge product.
 """
 
 from __future__ import annotations
@@ -27,52 +20,16 @@ from typing import Any
 import numpy as np
 
 from cartesian_irreps.runtime import tables
-from cartesian_irreps.runtime.fused import GraphIndex, PathTable, phi_grad, phi_grad_graph
-from cartesian_irreps.runtime.products import contract_kind
+from cartesian_irreps.runtime.fused import GraphIndex, PathTable, phi_grad_graph
 
 from . import autodiff as ad
 from .autodiff import Context, Function, Tensor
-
-_ARGS = ("x", "y", "w", "g")
-_REPLACED = {"z": "g", "x": "x", "y": "y", "w": "w"}
 
 
 def _contiguous(a: Any) -> Any:
     if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
         return np.ascontiguousarray(a)
     return a
-
-
-class MessageProduct(Function):
-    """``mode`` in ``z, x, y, w``: one partial gradient of Phi given the other three arguments.
-
-    Inputs are the three arguments other than the one replaced by ``mode`` (``g`` for ``z``), in the
-    order x, y, w, g. Use :func:`message_product` for the forward product.
-    """
-
-    @staticmethod
-    def forward(ctx: Context, *arrays: Any, mode: str, table: PathTable) -> Any:
-        names = tuple(a for a in _ARGS if a != _REPLACED[mode])
-        ctx.names, ctx.mode, ctx.table = names, mode, table
-        return phi_grad(mode, table, **{n: _contiguous(a) for n, a in zip(names, arrays)})
-
-    @staticmethod
-    def vjp(ctx: Context, h: Tensor, *inputs: Tensor) -> tuple[Tensor | None, ...]:
-        named = dict(zip(ctx.names, inputs))
-        named[_REPLACED[ctx.mode]] = h
-        grads: list[Tensor | None] = []
-        for k, name in enumerate(ctx.names):
-            if not ctx.needs_input_grad[k]:
-                grads.append(None)
-                continue
-            others = [named[a] for a in _ARGS if a != name]
-            grads.append(MessageProduct.apply(*others, mode="z" if name == "g" else name, table=ctx.table))
-        return tuple(grads)
-
-
-def message_product(table: PathTable, x: Tensor, y: Tensor, w: Tensor) -> Tensor:
-    """``z[e, c, oz_p + k] = w[e, c, p] sum_ij C_p[i, j, k] x[e, c, ox_p + i] y[e, oy_p + j]``."""
-    return MessageProduct.apply(x, y, w, mode="z", table=table)
 
 
 class _SameValues(Function):
@@ -141,48 +98,11 @@ def graph_message_product(table: PathTable, graph: GraphIndex, h: Tensor, y: Ten
     """Aggregated messages ``A (N, C, DZ)``: ``A[n, c, oz_p + k] = sum_{e: r(e) = n} w[e, c, p] sum_ij C_p[i, j, k]
     h[s(e), c, ox_p + i] y[e, oy_p + j]``.
 
-    Equal to ``segment_sum(message_product(table, index_select(h, s), y, w), r, N)`` with ``s, r, N``
-    the senders, receivers and node count of ``graph``, without forming the ``(E, C, DX)`` gather
-    or the ``(E, C, DZ)`` messages.  ``h (N, C, DX)``, ``y (E, DY)``, ``w (E, C, P)``.
+    Equal to ``segment_sum(graph_message_product(table, GraphIndex.identity(E), index_select(h, s), y, w),
+    r, N)`` with ``s, r, N`` the senders, receivers and node count of ``graph``, without forming the
+    ``(E, C, DX)`` gather or the ``(E, C, DZ)`` messages.  ``h (N, C, DX)``, ``y (E, DY)``, ``w (E, C, P)``.
     """
     return GraphMessageProduct.apply(h, y, w, mode="z", table=table, graph=graph)
-
-
-# (mode -> (slot permutation of the coupling, operand names)): Psi's partial gradients
-_PAIR = {"g": ((0, 1, 2), ("u", "v")), "u": ((2, 1, 0), ("g", "v")), "v": ((0, 2, 1), ("u", "g"))}
-
-
-class PairProduct(Function):
-    """One partial gradient (``mode`` in ``g, u, v``) of ``Psi(u, v, g)`` for the product ``triple``."""
-
-    @staticmethod
-    def forward(ctx: Context, a: Any, b: Any, *, mode: str, triple: tuple[int, int, int], normalization: str) -> Any:
-        ctx.mode, ctx.triple, ctx.normalization = mode, triple, normalization
-        perm, _ = _PAIR[mode]
-        return contract_kind("pair", triple, perm, a, b, normalization)
-
-    @staticmethod
-    def vjp(ctx: Context, h: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor | None, ...]:
-        _, names = _PAIR[ctx.mode]
-        named = dict(zip(names, (a, b)))
-        named[ctx.mode] = h
-        grads: list[Tensor | None] = []
-        for k, name in enumerate(names):
-            if not ctx.needs_input_grad[k]:
-                grads.append(None)
-                continue
-            _, operands = _PAIR[name]
-            grads.append(
-                PairProduct.apply(
-                    *(named[o] for o in operands), mode=name, triple=ctx.triple, normalization=ctx.normalization
-                )
-            )
-        return tuple(grads)
-
-
-def pair_product(u: Tensor, v: Tensor, triple: tuple[int, int, int], normalization: str = "unit") -> Tensor:
-    """Channel-wise product ``u[n, c, :] (x) v[n, c, :] -> l3`` (flat: u ``(n, C, 2l1+1)``)."""
-    return PairProduct.apply(u, v, mode="g", triple=tuple(triple), normalization=normalization)
 
 
 # --------------------------------------------------------------------------- harmonics

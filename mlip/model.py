@@ -32,9 +32,7 @@ holding the arrays and the JSON config with a format version.
 
 from __future__ import annotations
 
-import json
 import os
-import zipfile
 from dataclasses import asdict, dataclass, fields
 from functools import cached_property
 from pathlib import Path
@@ -47,6 +45,7 @@ from cartesian_irreps.runtime.backend import module_of
 
 from . import autodiff as ad
 from . import blocks
+from .archive import read_archive, write_archive
 from .autodiff import Tensor
 from .data import edge_vectors
 from .equivariant import edge_harmonics
@@ -320,34 +319,13 @@ def save_model(path: str | os.PathLike, config: ModelConfig, params: dict[str, A
     """Atomically write ``path`` (.npz without pickle): arrays + ``__meta__`` JSON (format, version, config)."""
     path = Path(path)
     meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": config.to_dict(), "extra": extra or {}}
-    arrays = {}
-    for k, v in params.items():
-        a = v.data if isinstance(v, Tensor) else v
-        arrays[k] = np.asarray(a.get() if hasattr(a, "get") else a)
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_archive(path, meta, {k: (v.data if isinstance(v, Tensor) else v) for k, v in params.items()})
 
 
 def load_model(path: str | os.PathLike, xp: Any = None) -> tuple[ModelConfig, dict[str, Any]]:
     """Read a file written by :func:`save_model`; arrays moved to ``xp`` (cupy) when given."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no model file at {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "__meta__" not in data.files:
-                raise ValueError(f"{path} is not a cartesian-irreps model file (no metadata)")
-            meta = json.loads(bytes(data["__meta__"]).decode())
-            arrays = {k: data[k] for k in data.files if k != "__meta__"}
-    except (OSError, ValueError, EOFError, json.JSONDecodeError, KeyError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, ValueError) and "cartesian-irreps" in str(exc):
-            raise
-        raise ValueError(f"{path} is not a readable model file (truncated or foreign): {exc}") from exc
+    meta, arrays = read_archive(path, "model file", error=ValueError, identity="cartesian-irreps model file")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
     if meta.get("version") != FORMAT_VERSION:

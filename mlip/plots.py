@@ -7,19 +7,20 @@ only when a function is called. Inputs use ASE units (eV, eV/Å); plots show meV
 small.
 
 Bad input raises :class:`ValueError` with what is wrong: arrays of mismatched lengths, empty or
-non-finite data, a training log with nothing to plot.
+non-finite data, a training log with nothing to plot. The learning curve lives in
+:mod:`mlip.training_plots`, the shared helpers in :mod:`mlip.plot_base`; both are re-exported here.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 from collections.abc import Mapping, Sequence
-from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .plot_base import PathArg, _figure, _rmse_mae, _same_length, _save, _vector
+from .training_plots import LOG_COLUMNS, best_epoch, learning_curve, read_training_log
 
 __all__ = [
     "LOG_COLUMNS",
@@ -32,77 +33,10 @@ __all__ = [
     "read_training_log",
 ]
 
-#: Columns of the training CSV log that :func:`learning_curve` knows (any may be missing or empty).
-LOG_COLUMNS = (
-    "epoch",
-    "time_s",
-    "lr",
-    "train_loss",
-    "valid_loss",
-    "valid_energy_rmse_mev_atom",
-    "valid_force_rmse_mev_A",
-)
-
-_LOSS_COLUMNS = (("train_loss", "train loss"), ("valid_loss", "valid loss"))
-_RMSE_COLUMNS = (
-    ("valid_energy_rmse_mev_atom", "energy RMSE (meV/atom)"),
-    ("valid_force_rmse_mev_A", "force RMSE (meV/Å)"),
-)
-#: Order in which columns pick the best validation epoch.
-_BEST_KEYS = ("valid_loss", "valid_energy_rmse_mev_atom", "valid_force_rmse_mev_A")
-
-PathArg = str | PathLike[str]
-
-
-# ------------------------------------------------------------------------------------------- helpers
-
-
-def _figure(figsize: tuple[float, float], dpi: float) -> Any:
-    """A Figure with its own Agg canvas; nothing global is touched."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Any, png_path: PathArg) -> Path:
-    """Write ``fig`` as a PNG of exactly figsize * dpi pixels (whatever ``savefig.bbox`` says)."""
-    from matplotlib.transforms import Bbox
-
-    path = Path(png_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w, h = fig.get_size_inches()
-    fig.savefig(path, format="png", dpi=fig.dpi, bbox_inches=Bbox.from_bounds(0, 0, w, h))
-    return path
-
-
-def _vector(value: Any, name: str, allow_empty: bool = False) -> np.ndarray:
-    """A finite 1-D float array (any input shape is flattened)."""
-    try:
-        a = np.asarray(value, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} is not an array of numbers: {err}") from err
-    if a.size == 0 and not allow_empty:
-        raise ValueError(f"{name} is empty")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} has {int(np.count_nonzero(~np.isfinite(a)))} non-finite value(s)")
-    return a
-
-
-def _same_length(**arrays: np.ndarray) -> None:
-    lengths = {name: a.size for name, a in arrays.items()}
-    if len(set(lengths.values())) > 1:
-        raise ValueError("mismatched lengths: " + ", ".join(f"{n} has {k}" for n, k in lengths.items()))
-
-
-def _rmse_mae(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
-    d = pred - ref
-    return float(np.sqrt(np.mean(d * d))), float(np.mean(np.abs(d)))
-
 
 def _parity_panel(ax: Any, ref: np.ndarray, pred: np.ndarray, what: str, unit: str, text: str) -> None:
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
     lo = float(min(ref.min(), pred.min()))
     hi = float(max(ref.max(), pred.max()))
     pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.05
@@ -113,167 +47,15 @@ def _parity_panel(ax: Any, ref: np.ndarray, pred: np.ndarray, what: str, unit: s
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
     ax.set_aspect("equal", adjustable="box")
+    for axis in (ax.xaxis, ax.yaxis):  # few, short tick labels: they never run into each other
+        axis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+        fmt = ScalarFormatter(useOffset=False)
+        fmt.set_powerlimits((-3, 4))
+        axis.set_major_formatter(fmt)
     ax.set_xlabel(f"reference {what} ({unit})")
     ax.set_ylabel(f"predicted {what} ({unit})")
     ax.text(0.04, 0.96, text, transform=ax.transAxes, va="top", ha="left", fontsize=9, family="monospace")
     ax.grid(alpha=0.3)
-
-
-# ------------------------------------------------------------------------------------- training log
-
-
-def _parse(value: Any, column: str, row: int) -> float:
-    if value is None:
-        return math.nan
-    if isinstance(value, str):
-        value = value.strip()
-        if value == "":
-            return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"training log: column {column!r}, row {row}: {value!r} is not a number") from err
-
-
-def read_training_log(csv_path_or_rows: PathArg | Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> dict:
-    """Read a training log into ``{column: float array}``.
-
-    Args:
-        csv_path_or_rows: a CSV file with a header row (columns such as :data:`LOG_COLUMNS`), a sequence
-            of row dicts (``csv.DictReader`` style), or a mapping ``{column: sequence of values}``.
-            Empty cells, ``None`` and missing keys become NaN.
-
-    Returns:
-        ``{column: (n_rows,) float64 array}`` for every column seen, in order of first appearance.
-
-    Raises:
-        ValueError: a value that is not a number, or columns of different lengths in a mapping.
-    """
-    if isinstance(csv_path_or_rows, (str, PathLike)):
-        with open(csv_path_or_rows, newline="") as fh:
-            reader = csv.DictReader(fh)
-            rows: Sequence[Mapping[str, Any]] = list(reader)
-            header = [c for c in (reader.fieldnames or []) if c is not None]
-    elif isinstance(csv_path_or_rows, Mapping):
-        columns = {str(k): list(np.ravel(np.asarray(v, dtype=object))) for k, v in csv_path_or_rows.items()}
-        lengths = {k: len(v) for k, v in columns.items()}
-        if len(set(lengths.values())) > 1:
-            raise ValueError(f"training log columns have mismatched lengths: {lengths}")
-        return {k: np.array([_parse(x, k, i) for i, x in enumerate(v)], dtype=np.float64) for k, v in columns.items()}
-    else:
-        rows = list(csv_path_or_rows)
-        header = []
-    for r in rows:
-        if not isinstance(r, Mapping):
-            raise ValueError(f"training log rows must be mappings of column to value, got {type(r).__name__}")
-        header.extend(str(k) for k in r if k is not None and str(k) not in header)
-    return {c: np.array([_parse(r.get(c), c, i) for i, r in enumerate(rows)], dtype=np.float64) for c in header}
-
-
-def _has_data(log: Mapping[str, np.ndarray], key: str) -> bool:
-    return key in log and bool(np.isfinite(log[key]).any())
-
-
-def _epochs(log: Mapping[str, np.ndarray]) -> np.ndarray:
-    n = len(next(iter(log.values()))) if log else 0
-    if "epoch" in log and np.isfinite(log["epoch"]).all():
-        return log["epoch"]
-    return np.arange(1, n + 1, dtype=np.float64)
-
-
-def best_epoch(log: Mapping[str, np.ndarray] | PathArg | Sequence[Mapping[str, Any]]) -> tuple[float, str] | None:
-    """The epoch with the lowest validation value, and the column that decided it.
-
-    The column is the first with data among ``valid_loss``, ``valid_energy_rmse_mev_atom``,
-    ``valid_force_rmse_mev_A``; ties go to the earliest epoch. Epochs come from the ``epoch`` column, or
-    count from 1 when it is missing or incomplete.
-
-    Args:
-        log: a log as returned by :func:`read_training_log`, or anything it reads.
-
-    Returns:
-        ``(epoch, column)``, or ``None`` when no validation column has a value.
-    """
-    if not (isinstance(log, Mapping) and all(isinstance(v, np.ndarray) for v in log.values())):
-        log = read_training_log(log)
-    x = _epochs(log)
-    for key in _BEST_KEYS:
-        if _has_data(log, key):
-            values = np.where(np.isfinite(log[key]), log[key], np.inf)
-            return float(x[int(np.argmin(values))]), key
-    return None
-
-
-def learning_curve(
-    csv_path_or_rows: PathArg | Sequence[Mapping[str, Any]] | Mapping[str, Any],
-    png_path: PathArg,
-    title: str | None = None,
-    *,
-    figsize: tuple[float, float] = (10.0, 4.0),
-    dpi: float = 100,
-) -> Path:
-    """Plot a training log: losses on one panel, validation RMSEs on another, log-scale y.
-
-    The loss panel shows ``train_loss`` and ``valid_loss`` (and ``lr`` on a right-hand log axis); the
-    RMSE panel ``valid_energy_rmse_mev_atom`` (meV/atom) and ``valid_force_rmse_mev_A`` (meV/Å). Only
-    the columns with values are drawn and a panel with none is left out. The best validation epoch
-    (:func:`best_epoch`) is marked by a dotted vertical line on every panel.
-
-    Args:
-        csv_path_or_rows: the log, as accepted by :func:`read_training_log`.
-        png_path: output PNG.
-        title: figure title.
-        figsize: size in inches; the PNG is ``figsize * dpi`` pixels.
-        dpi: pixels per inch.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ValueError: no rows, or no loss or validation RMSE value to plot (or a malformed log).
-    """
-    log = read_training_log(csv_path_or_rows)
-    if not log or len(next(iter(log.values()))) == 0:
-        raise ValueError("the training log has no rows")
-    groups = [[(k, lab) for k, lab in cols if _has_data(log, k)] for cols in (_LOSS_COLUMNS, _RMSE_COLUMNS)]
-    panels = [(i, g) for i, g in enumerate(groups) if g]
-    if not panels:
-        found = ", ".join(log) or "none"
-        raise ValueError(
-            "nothing to plot: the training log has no value in train_loss, valid_loss, "
-            f"valid_energy_rmse_mev_atom or valid_force_rmse_mev_A (columns found: {found})"
-        )
-    x = _epochs(log)
-    best = best_epoch(log)
-    fig = _figure(figsize, dpi)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (kind, cols) in zip(axes, panels):
-        for key, lab in cols:
-            y = log[key]
-            ok = np.isfinite(y)
-            ax.plot(x[ok], y[ok], marker="o" if ok.sum() < 30 else None, ms=3, lw=1.5, label=lab)
-        values = np.concatenate([log[k][np.isfinite(log[k])] for k, _ in cols])
-        if (values > 0).any():
-            ax.set_yscale("log", nonpositive="mask")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss" if kind == 0 else "validation RMSE")
-        ax.grid(alpha=0.3, which="both")
-        if best is not None:
-            ax.axvline(best[0], color="0.3", ls=":", lw=1.2, label=f"best epoch {best[0]:g}")
-        if kind == 0 and _has_data(log, "lr") and (log["lr"][np.isfinite(log["lr"])] > 0).any():
-            twin = ax.twinx()
-            ok = np.isfinite(log["lr"]) & (log["lr"] > 0)
-            twin.plot(x[ok], log["lr"][ok], color="0.6", lw=1, ls="--", label="learning rate")
-            twin.set_yscale("log")
-            twin.set_ylabel("learning rate")
-            handles, labels = ax.get_legend_handles_labels()
-            h2, l2 = twin.get_legend_handles_labels()
-            ax.legend(handles + h2, labels + l2, fontsize=8)
-        else:
-            ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return _save(fig, png_path)
 
 
 # ------------------------------------------------------------------------------------------ parity
@@ -291,7 +73,10 @@ def parity_plot(
     figsize: tuple[float, float] = (10.0, 5.0),
     dpi: float = 100,
 ) -> Path:
-    """Predicted against reference values: energy per atom (eV/atom) and force components (eV/Å).
+    """Predicted against reference values: energy per atom and force components (eV/Å).
+
+    Energies are drawn in meV/atom relative to the mean reference energy per atom Ē (printed in the
+    panel), so the tick labels stay short whatever the absolute energies are.
 
     Each panel has the y = x line and its RMSE and MAE (meV/atom, meV/Å) in the corner, computed from
     the arrays, or taken from ``metrics`` (keys ``energy_rmse_mev_atom``, ``energy_mae_mev_atom``,
@@ -335,13 +120,16 @@ def parity_plot(
 
     fig = _figure(figsize, dpi)
     axes = fig.subplots(1, 2 if forces else 1, squeeze=False)[0]
+    # energies relative to the mean reference (meV/atom): absolute values such as -1042.1234 eV/atom would
+    # need long tick labels that overlap, or an offset label that collides with the title
+    e_ref = float(np.mean(re))
     _parity_panel(
         axes[0],
-        re,
-        pe,
-        "energy",
-        "eV/atom",
-        stats("energy_rmse_mev_atom", "energy_mae_mev_atom", pe, re, "meV/atom"),
+        (re - e_ref) * 1000.0,
+        (pe - e_ref) * 1000.0,
+        "E − Ē",
+        "meV/atom",
+        stats("energy_rmse_mev_atom", "energy_mae_mev_atom", pe, re, "meV/atom") + f"\nĒ = {e_ref:.6g} eV/atom",
     )
     axes[0].set_title("energy per atom")
     if forces:

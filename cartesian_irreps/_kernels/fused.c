@@ -2,60 +2,50 @@
  * cartesian_irreps._fused: fused CPU kernel for the message-passing tensor product.
  *
  * Paths p = 0..P-1 each carry a (sparse) coupling tensor C_p[i, j, k] given as COO
- * lists, and read/write blocks of the arrays (all C-contiguous, one float format):
+ * lists, and read/write blocks of the arrays (all C-contiguous, one float format).  With
+ * int64 senders s(e) and receivers r(e) of E edges between N nodes:
  *
- *     x   (E, C, DX)   path p reads  x[e, c, ox_p + i],  i < dx_p
- *     y   (E, DY)      path p reads  y[e, oy_p + j],     j < dy_p
- *     w   (E, C, P)    weight        w[e, c, p]
- *     g   (E, C, DZ)   path p reads  g[e, c, oz_p + k],  k < dz_p
+ *     h   (N, C, DX)   node features; path p reads  h[s(e), c, ox_p + i],  i < dx_p
+ *     y   (E, DY)      edge harmonics; path p reads y[e, oy_p + j],         j < dy_p
+ *     w   (E, C, P)    weight                       w[e, c, p]
+ *     g   (N, C, DZ)   node array; path p reads     g[r(e), c, oz_p + k],  k < dz_p
  *
  * and define the 4-linear form
  *
- *     Phi(x, y, w, g) = sum_{e,c,p,i,j,k} w[e,c,p] C_p[i,j,k] x[e,c,ox_p+i] y[e,oy_p+j] g[e,c,oz_p+k].
+ *     PhiG(h, y, w, g) = sum_e sum_{c,p,i,j,k} w[e,c,p] C_p[i,j,k] h[s(e),c,ox_p+i] y[e,oy_p+j] g[r(e),c,oz_p+k],
  *
- * phi_grad(mode, ...) writes ONE partial gradient of Phi into `out`:
+ * i.e. Phi(h[s], y, w, g[r]) with the per-edge form Phi(x, y, w, g) = sum w C_p x y g (the per-edge
+ * product is the graph with s(e) = r(e) = e).  phi_grad_graph(mode, ...) writes ONE partial
+ * gradient of PhiG into `out`, without forming the gathers or the per-edge outputs:
  *
- *     mode 0 ("z"): dPhi/dg  (shape of g)   z[e,c,oz+k]  = w[e,c,p] sum_ij C_p[i,j,k] x[e,c,ox+i] y[e,oy+j]
- *     mode 1 ("x"): dPhi/dx  (shape of x)   gx[e,c,ox+i] = sum_p w[e,c,p] sum_jk C_p[i,j,k] y[e,oy+j] g[e,c,oz+k]
- *     mode 2 ("y"): dPhi/dy  (shape of y)   gy[e,oy+j]   = sum_{c,p} w[e,c,p] sum_ik C_p[i,j,k] x[e,c,ox+i] g[e,c,oz+k]
- *     mode 3 ("w"): dPhi/dw  (shape of w)   gw[e,c,p]    = sum_ijk C_p[i,j,k] x[e,c,ox+i] y[e,oy+j] g[e,c,oz+k]
+ *     mode 0 ("z"): out (N, C, DZ)  out[n] = sum_{e: r(e)=n} z_e,  z_e[c,oz+k]  = w[e,c,p] sum_ij C_p[i,j,k] h[s(e),c,ox+i] y[e,oy+j]
+ *     mode 1 ("x"): out (N, C, DX)  out[n] = sum_{e: s(e)=n} gx_e, gx_e[c,ox+i] = sum_p w[e,c,p] sum_jk C_p[i,j,k] y[e,oy+j] g[r(e),c,oz+k]
+ *     mode 2 ("y"): out (E, DY)     gy[e,oy+j] = sum_{c,p} w[e,c,p] sum_ik C_p[i,j,k] h[s(e),c,ox+i] g[r(e),c,oz+k]
+ *     mode 3 ("w"): out (E, C, P)   gw[e,c,p]  = sum_ijk C_p[i,j,k] h[s(e),c,ox+i] y[e,oy+j] g[r(e),c,oz+k]
  *
- * Paths may share blocks of x and y (their contributions to dPhi/dx and dPhi/dy add up);
- * their blocks of g (and z) must be disjoint, as in the contiguous layout
- * oz_p = sum_{q<p} dz_q (rows of g that no path owns give zeros).  Only the edges
- * [e_start, e_stop) are processed, and their rows of `out` are overwritten (rows of
- * other edges are left untouched), so that Python threads can split the edge range:
- * the GIL is released during the loop.
+ * Paths may share blocks of h and y (their contributions to the gradients add up); their blocks
+ * of g (and z) must be disjoint, as in the contiguous layout oz_p = sum_{q<p} dz_q (rows of g
+ * that no path owns give zeros).  Only the output rows [start, stop) are processed (nodes for
+ * modes z and x, edges for y and w) and overwritten; other rows are left untouched, so that
+ * Python threads can split the rows: the GIL is released during the loop.
  *
  * Algorithm, per edge: fold y into the couplings, M_p[i,k] = sum_j C_p[i,j,k] y[e,oy+j],
  * kept only on the (i, k) pairs that occur in the COO lists; then, per block of up to 32
  * channels, transpose the channel rows into channel-innermost scratch (converted to
  * double; 8 x 8 tiles transposed in registers) so that every pair becomes a few SIMD
  * multiply-adds across channels, and transpose the result back (through a staging buffer
- * and non-temporal stores when the output is large).  Mode "y" instead accumulates
- * T_p[i,k] = sum_c w[e,c,p] x[e,c,ox+i] g[e,c,oz+k] over channels and then applies
+ * and non-temporal stores when the output of mode w is large).  Mode "y" instead accumulates
+ * T_p[i,k] = sum_c w[e,c,p] h[s(e),c,ox+i] g[r(e),c,oz+k] over channels and then applies
  * gy[e,oy+j] += sum_ik C_p[i,j,k] T_p[i,k].  All arithmetic is done in double, for
  * float32 inputs too.  Every loop over pairs, COO entries or rows is flat (no short inner
  * loops of data-dependent length), so branches are predictable.
  *
- * Graph form, phi_grad_graph(mode, ...): with node arrays h (N, C, DX) and g (N, C, DZ),
- * edge arrays y (E, DY) and w (E, C, P), and int64 senders s(e), receivers r(e),
- *
- *     PhiG(h, y, w, g) = sum_e sum_{c,p,i,j,k} w[e,c,p] C_p[i,j,k] h[s(e),c,ox_p+i] y[e,oy_p+j] g[r(e),c,oz_p+k]
- *
- * i.e. Phi(h[s], y, w, g[r]), without forming the gathers or the per-edge outputs:
- *
- *     mode 0 ("z"): out (N, C, DZ)  out[n] = sum over the edges with r(e) = n of the edge form's z
- *     mode 1 ("x"): out (N, C, DX)  out[n] = sum over the edges with s(e) = n of the edge form's gx
- *     mode 2 ("y"): out (E, DY)     mode 3 ("w"): out (E, C, P)   (per edge, as in the edge form)
- *
- * The same per-edge, per-block code runs with x and g read at rows s(e) and r(e) of the node
- * arrays.  Modes z and x process output rows [start, stop) that are nodes: mode z visits each
- * node's edges in receiver order (CSR pointers and a sorting permutation) and accumulates them
- * in double scratch, writing the node's row once; mode x visits the edges of its sender range in
- * receiver order (so that consecutive edges share the loaded rows of g) and accumulates into
- * scratch rows of the range, written once at the end.  Threads split the rows, so no row is
- * written by two threads and nothing needs atomics.  Every index read is validated.
+ * Modes z and x process output rows that are nodes: mode z visits each node's edges in receiver
+ * order (CSR pointers and a sorting permutation) and accumulates them in double scratch, writing
+ * the node's row once; mode x visits the edges of its sender range in receiver order (so that
+ * consecutive edges share the loaded rows of g) and accumulates into scratch rows of the range,
+ * written once at the end.  Threads split the rows, so no row is written by two threads and
+ * nothing needs atomics.  Every index read is validated.
  *
  * Only the buffer protocol is used (no NumPy C API).
  */
@@ -363,7 +353,6 @@ static inline void transpose_block(tvec *a) {
                     tvec a[TVL];                                                                        \
                     for (int t = 0; t < TVL; t++) {                                                     \
                         a[t] = TLOAD(src + (size_t)(r0 + bj + t) * W + bi);                            \
-                        if (scale) a[t] *= TLOAD(scale + (size_t)zp[r0 + bj + t] * W + bi);            \
                     }                                                                                  \
                     transpose_block(a);                                                                \
                     for (int v = 0; v < TVL; v++)                                                       \
@@ -411,7 +400,6 @@ static inline void transpose_block(tvec *a) {
                 for (int t = 0; t < TVL; t++) {                                                        \
                     if (bj + t < D) {                                                                  \
                         a[t] = TLOAD(src + (size_t)(bj + t) * W + bi);                                 \
-                        if (scale) a[t] *= TLOAD(scale + (size_t)zp[bj + t] * W + bi);                 \
                     } else {                                                                           \
                         a[t] = (tvec){0};                                                              \
                     }                                                                                  \
@@ -435,9 +423,8 @@ static inline void transpose_block(tvec *a) {
 #endif
 
 /* One group of up to CB channels.  load8: dst[r*W + v] = src[v*D + r] for v < nb, r < D, and
- * 0 for nb <= v < CB;  store8: dst[v*D + r] = src[r*W + v] (times scale[zp[r]*W + v] when
- * scale is not NULL) for v < nb, r < D.  Array rows are D long, scratch rows W doubles apart.
- * Inlined, so that a literal NULL scale removes the scaling. */
+ * 0 for nb <= v < CB;  store8: dst[v*D + r] = src[r*W + v] for v < nb, r < D.  Array rows are
+ * D long, scratch rows W doubles apart. */
 #define DEFINE_IO(T, SUF)                                                                              \
     FORCE_INLINE void load8_##SUF(const T *src, size_t avail, int nb, int D, double *dst, int W) {    \
         int r0 = 0;                                                                                    \
@@ -451,19 +438,14 @@ static inline void transpose_block(tvec *a) {
         for (int v = nb; v < CB; v++)                                                                  \
             for (size_t r = (size_t)r0; r < (size_t)D; r++) dst[r * W + v] = 0.0;                      \
     }                                                                                                  \
-    FORCE_INLINE void store8_##SUF(const double *src, int nb, int D, T *dst, int W, const double *scale,  \
-                                   const int32_t *zp) {                                                \
+    FORCE_INLINE void store8_##SUF(const double *src, int nb, int D, T *dst, int W) {                  \
         int r0 = 0;                                                                                    \
         TILE_STORE(SUF)                                                                                \
         TILE_STORE_SMALL(T, SUF)                                                                       \
         for (int v = 0; v < nb; v++) {                                                                 \
             T *d = dst + (size_t)v * D;                                                                \
             const double *s = src + v;                                                                 \
-            if (scale)                                                                                 \
-                for (size_t r = (size_t)r0; r < (size_t)D; r++)                                        \
-                    d[r] = (T)(s[r * W] * scale[(size_t)zp[r] * W + v]);                               \
-            else                                                                                       \
-                for (size_t r = (size_t)r0; r < (size_t)D; r++) d[r] = (T)s[r * W];                    \
+            for (size_t r = (size_t)r0; r < (size_t)D; r++) d[r] = (T)s[r * W];                        \
         }                                                                                              \
     }
 
@@ -482,18 +464,15 @@ FORCE_INLINE void load_rows(int fmt, const void *base, size_t len, size_t off, i
     }
 }
 
-/* scratch rows of width W (times the rows scale[zp[r]] if scale is not NULL) -> nb channel rows
- * of an array (element offset off) */
-FORCE_INLINE void store_rows(int fmt, const double *src, int nb, int D, void *base, size_t off, int W,
-                             const double *scale, const int32_t *zp) {
+/* scratch rows of width W -> nb channel rows of an array (element offset off) */
+FORCE_INLINE void store_rows(int fmt, const double *src, int nb, int D, void *base, size_t off, int W) {
     for (int s = 0; s * CB < nb; s++) {
         const int n = nb - s * CB > CB ? CB : nb - s * CB;
         const size_t o = off + (size_t)s * CB * (size_t)D;
-        const double *sc = scale ? scale + s * CB : NULL;
         if (fmt == FMT_F64)
-            store8_f64(src + s * CB, n, D, (double *)base + o, W, sc, zp);
+            store8_f64(src + s * CB, n, D, (double *)base + o, W);
         else
-            store8_f32(src + s * CB, n, D, (float *)base + o, W, sc, zp);
+            store8_f32(src + s * CB, n, D, (float *)base + o, W);
     }
 }
 
@@ -559,7 +538,7 @@ typedef struct {
     size_t x_len, w_len, g_len; /* elements of x, w, g */
     void *out;
     Py_ssize_t e_start, e_stop;
-    /* graph form (all NULL in the edge form): x and g are node arrays, read at rows senders[e] and
+    /* the graph: x (h) and g are node arrays, read at rows senders[e] and
      * receivers[e], and in modes z and x [e_start, e_stop) are output rows (nodes).  Mode z
      * accumulates, for every node n, the edges order[ptr[n]] .. order[ptr[n+1] - 1] (order NULL:
      * ptr[n] .. ptr[n+1] - 1).  Mode x accumulates the nlist edges order[0 .. nlist-1] (order NULL:
@@ -582,7 +561,7 @@ typedef struct {
     double *M;   /* (npairs,) folded couplings of the current edge */
     void *dst_base;
     int stream;
-    int reuse_g; /* graph form: gt already holds the rows of g this block needs (g is not reloaded) */
+    int reuse_g; /* gt already holds the rows of g this block needs (g is not reloaded) */
 } Ctx;
 
 /* dst[d[t]] = sum over pairs t of M[t] * src[a[t]] (rows of width W = S * VL): the first pair
@@ -611,10 +590,9 @@ FORCE_INLINE void pair_products(const Plan *pl, const double *restrict M, const 
 }
 
 /* One block of nb <= NV * CB channels starting at channel c0 of edge e; x and g are read at rows
- * xr and gr (both e in the edge form; senders[e] and receivers[e] in the graph form).  NV is a
- * literal at every call site, so the loops over the S = W / VL vectors of a row unroll.  With acc
- * (graph modes z and x; scratch rows of width W) the edge's contribution is added to acc instead
- * of being written to the output. */
+ * xr = senders[e] and gr = receivers[e].  NV is a literal at every call site, so the loops over
+ * the S = W / VL vectors of a row unroll.  Modes z and x add the edge's contribution to acc (scratch
+ * rows of width W); modes y and w (acc NULL) write the output. */
 FORCE_INLINE void block_body(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssize_t gr, Py_ssize_t c0, int nb,
                              double *restrict acc, const int NV) {
     const Plan *pl = cx->pl;
@@ -642,26 +620,17 @@ FORCE_INLINE void block_body(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssiz
         }
 
     if (mode == MODE_Z) {
-        /* z[oz+k] = w_p * sum_i M[i,k] x[ox+i]  (w_p applied while storing or accumulating) */
+        /* z[oz+k] = w_p * sum_i M[i,k] x[ox+i]  (w_p applied while accumulating) */
         pair_products(pl, M, pair_z, pair_x, xt, ot, S, W, 0);
-        if (acc)
-            for (int r = 0; r < DZ; r++) {
-                double *d = acc + (size_t)r * W;
-                const double *a = ot + (size_t)r * W, *b = wt + (size_t)zp[r] * W;
-                UNROLL
-                for (int s = 0; s < S; s++)
-                    VSTORE(d + s * VL, VLOAD(d + s * VL) + VLOAD(a + s * VL) * VLOAD(b + s * VL));
-            }
-        else
-            store_rows(fmt, ot, nb, DZ, cx->dst_base, orow * DZ, W, wt, zp);
+        for (int r = 0; r < DZ; r++) {
+            double *d = acc + (size_t)r * W;
+            const double *a = ot + (size_t)r * W, *b = wt + (size_t)zp[r] * W;
+            UNROLL
+            for (int s = 0; s < S; s++) VSTORE(d + s * VL, VLOAD(d + s * VL) + VLOAD(a + s * VL) * VLOAD(b + s * VL));
+        }
     } else if (mode == MODE_X) {
         /* gx[ox+i] = sum_{p,k} M[i,k] w_p g[oz+k] */
-        if (acc)
-            pair_products(pl, M, pair_x, pair_z, tmp, acc, S, W, 1);
-        else {
-            pair_products(pl, M, pair_x, pair_z, tmp, ot, S, W, 0);
-            store_rows(fmt, ot, nb, DX, cx->dst_base, orow * DX, W, NULL, NULL);
-        }
+        pair_products(pl, M, pair_x, pair_z, tmp, acc, S, W, 1);
     } else if (mode == MODE_W) {
         /* u[oz+k] = sum_i M[i,k] x[ox+i];  gw[p] = sum_k u[oz+k] g[oz+k] */
         double *restrict u = cx->tmp;
@@ -673,7 +642,7 @@ FORCE_INLINE void block_body(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssiz
             UNROLL
             for (int s = 0; s < S; s++) VSTORE(d + s * VL, VLOAD(d + s * VL) + VLOAD(a + s * VL) * VLOAD(b + s * VL));
         }
-        store_rows(fmt, ot, nb, P, cx->dst_base, orow * P, W, NULL, NULL);
+        store_rows(fmt, ot, nb, P, cx->dst_base, orow * P, W);
     } else { /* MODE_Y: T[q] (CB lanes) += x[ox+i] w_p g[oz+k], folding the NV groups of the block */
         double *restrict T = cx->T;
         const int first = c0 == 0; /* the first block of the edge initialises T */
@@ -692,7 +661,7 @@ FORCE_INLINE void block_body(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssiz
     }
 }
 
-/* edge form and graph modes y, w (acc = NULL) */
+/* modes y, w (acc = NULL) */
 static void block_nv1(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssize_t gr, Py_ssize_t c0, int nb) {
     block_body(cx, e, xr, gr, c0, nb, NULL, 1);
 }
@@ -702,7 +671,7 @@ static void block_nv2(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssize_t gr,
 static void block_nv4(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssize_t gr, Py_ssize_t c0, int nb) {
     block_body(cx, e, xr, gr, c0, nb, NULL, 4);
 }
-/* graph modes z, x: accumulate into acc (which must not be NULL) */
+/* modes z, x: accumulate into acc (which must not be NULL) */
 static void acc_nv1(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssize_t gr, Py_ssize_t c0, int nb, double *acc) {
     block_body(cx, e, xr, gr, c0, nb, acc, 1);
 }
@@ -748,7 +717,7 @@ FORCE_INLINE void fold_y(const Plan *pl, int fmt, const void *y, Py_ssize_t e, d
     for (int n = 0; n < nrest; n++) M[rest_pair[n]] += rest_val[n] * yrow[rest_y[n]];
 }
 
-/* All channel blocks of edge e (x and g read at rows xr and gr).  With acc (graph modes z, x) the
+/* All channel blocks of edge e (x and g read at rows xr and gr).  With acc (modes z, x) the
  * block starting at channel c0 accumulates into acc + c0 * Dacc (its rows are W = its width apart). */
 static void edge_blocks(const Ctx *cx, Py_ssize_t e, Py_ssize_t xr, Py_ssize_t gr, double *acc, int Dacc) {
     const Py_ssize_t C = cx->jb->C;
@@ -793,13 +762,13 @@ static void store_acc(const Job *jb, const double *acc, int Dacc, Py_ssize_t n) 
         const int W = rem >= 4 * CB ? 4 * CB : rem >= 2 * CB ? 2 * CB : CB;
         const int nb = (int)(rem < W ? rem : W);
         const size_t off = ((size_t)n * (size_t)C + (size_t)c0) * (size_t)Dacc;
-        store_rows(jb->fmt, acc + (size_t)c0 * (size_t)Dacc, nb, Dacc, jb->out, off, W, NULL, NULL);
+        store_rows(jb->fmt, acc + (size_t)c0 * (size_t)Dacc, nb, Dacc, jb->out, off, W);
         c0 += W;
     }
 }
 
-/* Process rows [e_start, e_stop) of the output: edges (edge form, graph modes y and w) or nodes
- * (graph modes z and x: the node's edges are accumulated in scratch and its row is written once;
+/* Process rows [e_start, e_stop) of the output: edges (modes y and w) or nodes
+ * (modes z and x: the node's edges are accumulated in scratch and its row is written once;
  * a node without edges gets zeros; see Job).  Returns 0 on success, -1 on OOM. */
 static int run_edges(const Plan *pl, const Job *jb) {
     const int P = pl->P, DX = pl->DX, DY = pl->DY, DZ = pl->DZ, npairs = pl->npairs;
@@ -808,7 +777,7 @@ static int run_edges(const Plan *pl, const Job *jb) {
     const int nrest = pl->nrest;
     const int32_t *restrict first_y = pl->first_y, *restrict rest_pair = pl->rest_pair, *restrict rest_y = pl->rest_y;
     const double *restrict first_val = pl->first_val, *restrict rest_val = pl->rest_val;
-    const int rows = jb->senders != NULL && (mode == MODE_Z || mode == MODE_X); /* output rows are nodes */
+    const int rows = mode == MODE_Z || mode == MODE_X; /* output rows are nodes */
     const int Dacc = mode == MODE_Z ? DZ : DX;
     const size_t row_len = (size_t)((C + CB - 1) / CB) * CB * (size_t)Dacc; /* accumulator of one node */
     /* mode x accumulates up to pass_rows nodes at a time (about ACC_MAX_BYTES of scratch) */
@@ -817,8 +786,8 @@ static int run_edges(const Plan *pl, const Job *jb) {
     if (pass_rows < 1) pass_rows = 1;
     if (pass_rows > nrows) pass_rows = nrows;
     const size_t acc_len = !rows ? 0 : mode == MODE_Z ? row_len : row_len * (size_t)pass_rows;
-    /* graph form with one channel block: g rows shared by consecutive edges are loaded once */
-    const int may_reuse_g = jb->receivers != NULL && mode != MODE_Z && count_blocks(C) == 1;
+    /* one channel block: g rows shared by consecutive edges are loaded once */
+    const int may_reuse_g = mode != MODE_Z && count_blocks(C) == 1;
 
     /* rows per channel of the output (mode y writes one short row per edge directly) */
     const int Dout = mode == MODE_Z ? DZ : mode == MODE_X ? DX : P;
@@ -894,8 +863,8 @@ static int run_edges(const Plan *pl, const Job *jb) {
     int64_t prev_g = -1;
     for (Py_ssize_t e = jb->e_start; e < jb->e_stop; e++) {
         if (mode != MODE_Y) fold_y(pl, fmt, jb->y, e, yrow, cx.M);
-        const Py_ssize_t xr = jb->senders ? (Py_ssize_t)jb->senders[e] : e;
-        const Py_ssize_t gr = jb->receivers ? (Py_ssize_t)jb->receivers[e] : e;
+        const Py_ssize_t xr = (Py_ssize_t)jb->senders[e];
+        const Py_ssize_t gr = (Py_ssize_t)jb->receivers[e];
         cx.reuse_g = may_reuse_g && gr == prev_g;
         prev_g = gr;
         edge_blocks(&cx, e, xr, gr, NULL, 0);
@@ -1167,109 +1136,6 @@ static int plan_and_run(Plan *pl, const Table *t, const double *vals, Job *jb) {
     return 0;
 }
 
-PyDoc_STRVAR(phi_grad_doc,
-             "phi_grad(mode, x, y, w, g, out, meta, coo_ptr, coo_i, coo_j, coo_k, coo_val, e_start, e_stop)\n"
-             "--\n\n"
-             "Write one partial gradient of Phi(x, y, w, g) into out[e_start:e_stop].\n\n"
-             "Phi = sum_{e,c,p,i,j,k} w[e,c,p] C_p[i,j,k] x[e,c,ox_p+i] y[e,oy_p+j] g[e,c,oz_p+k].\n"
-             "mode: 0 -> dPhi/dg (out like g, the forward product z), 1 -> dPhi/dx (out like x),\n"
-             "2 -> dPhi/dy (out like y), 3 -> dPhi/dw (out like w).\n"
-             "x (E, C, DX), y (E, DY), w (E, C, P), g (E, C, DZ): C-contiguous float64 or float32\n"
-             "buffers of one format; the array that `mode` replaces may be None.\n"
-             "meta: int32 (P, 6) rows (ox, dx, oy, dy, oz, dz); COO coupling lists: coo_ptr int32 (P+1,),\n"
-             "coo_i/coo_j/coo_k int32 (nnz,), coo_val float64 or float32 (nnz,).\n"
-             "Rows of out for edges outside [e_start, e_stop) are not touched. The GIL is released.");
-
-static PyObject *py_phi_grad(PyObject *self, PyObject *args) {
-    (void)self;
-    int mode;
-    PyObject *ox_, *oy_, *ow_, *og_, *oout, *ometa, *optr, *oi, *oj, *ok, *oval;
-    Py_ssize_t e_start, e_stop;
-    if (!PyArg_ParseTuple(args, "iOOOOOOOOOOOnn:phi_grad", &mode, &ox_, &oy_, &ow_, &og_, &oout, &ometa, &optr, &oi,
-                          &oj, &ok, &oval, &e_start, &e_stop))
-        return NULL;
-    if (mode < 0 || mode > 3) {
-        PyErr_Format(PyExc_ValueError, "mode must be 0 (z), 1 (x), 2 (y) or 3 (w), got %d", mode);
-        return NULL;
-    }
-    Buffers bs;
-    bs.n = 0;
-    Plan pl;
-    memset(&pl, 0, sizeof(pl));
-    double *vals = NULL;
-    PyObject *result = NULL;
-    Table tb;
-    if (get_table(&bs, ometa, optr, oi, oj, ok, oval, &tb) != 0) goto done;
-    const Py_ssize_t P = tb.P;
-
-    /* float arrays: shapes follow from meta and the arrays themselves */
-    PyObject *const objs[4] = {ox_, oy_, ow_, og_};
-    static const char *const names[4] = {"x", "y", "w", "g"};
-    static const int ndims[4] = {3, 2, 3, 3};
-    const int skip = mode == MODE_Z ? 3 : mode == MODE_X ? 0 : mode == MODE_Y ? 1 : 2; /* replaced array */
-    Py_buffer *fb[4], *bout;
-    const int fmt = get_floats(&bs, objs, names, ndims, skip, oout, fb, &bout);
-    if (fmt < 0) goto done;
-    /* E, C from out and the present arrays */
-    const Py_ssize_t E = bout->shape[0];
-    Py_ssize_t C = -1, DX = -1, DY = -1, DZ = -1;
-    if (mode != MODE_Y) C = bout->shape[1];
-    for (int a = 0; a < 4 && C < 0; a++)
-        if (fb[a] && a != 1) C = fb[a]->shape[1];
-    if (C < 0) {
-        PyErr_SetString(PyExc_ValueError, "cannot determine the number of channels");
-        goto done;
-    }
-    DX = fb[0] ? fb[0]->shape[2] : bout->shape[2];
-    DY = fb[1] ? fb[1]->shape[1] : bout->shape[1];
-    DZ = fb[3] ? fb[3]->shape[2] : bout->shape[2];
-    {
-        const Py_ssize_t sx[3] = {E, C, DX}, sy[2] = {E, DY}, sw[3] = {E, C, P}, sg[3] = {E, C, DZ};
-        const Py_ssize_t *want[4] = {sx, sy, sw, sg};
-        for (int a = 0; a < 4; a++)
-            if (fb[a] && check_dims(fb[a], names[a], ndims[a], want[a]) != 0) goto done;
-        if (check_dims(bout, "out", ndims[skip], want[skip]) != 0) goto done;
-    }
-    if (check_table(&tb, DX, DY, DZ) != 0) goto done;
-    if (e_start < 0 || e_stop < e_start || e_stop > E) {
-        PyErr_Format(PyExc_ValueError, "edge range [%zd, %zd) is not within [0, %zd]", e_start, e_stop, E);
-        goto done;
-    }
-
-    pl.P = (int)P;
-    pl.DX = (int)DX;
-    pl.DY = (int)DY;
-    pl.DZ = (int)DZ;
-    pl.nnz = (int)tb.nnz;
-    vals = table_values(&tb);
-    if (!vals) goto done;
-
-    Job jb;
-    memset(&jb, 0, sizeof(jb));
-    jb.mode = mode;
-    jb.fmt = fmt == 'd' ? FMT_F64 : FMT_F32;
-    jb.C = C;
-    jb.x = fb[0] ? fb[0]->buf : NULL;
-    jb.y = fb[1] ? fb[1]->buf : NULL;
-    jb.w = fb[2] ? fb[2]->buf : NULL;
-    jb.g = fb[3] ? fb[3]->buf : NULL;
-    jb.x_len = fb[0] ? (size_t)(fb[0]->len / fb[0]->itemsize) : 0;
-    jb.w_len = fb[2] ? (size_t)(fb[2]->len / fb[2]->itemsize) : 0;
-    jb.g_len = fb[3] ? (size_t)(fb[3]->len / fb[3]->itemsize) : 0;
-    jb.out = bout->buf;
-    jb.e_start = e_start;
-    jb.e_stop = e_stop;
-    if (plan_and_run(&pl, &tb, vals, &jb) != 0) goto done;
-    Py_INCREF(oout);
-    result = oout;
-
-done:
-    free(vals);
-    plan_free(&pl);
-    release_all(&bs);
-    return result;
-}
-
 /* ------------------------------------------------------------------------- */
 /* graph form                                                                 */
 
@@ -1408,7 +1274,9 @@ PyDoc_STRVAR(
     "    receiver order (None: all edges); ptr is ignored;\n"
     "    in both, every row in [start, stop) is written exactly once (zeros for a node without edges);\n"
     "mode 2 (y): out (E, DY);  mode 3 (w): out (E, C, P): rows are edges, order and ptr are ignored.\n"
-    "meta and the COO lists as for phi_grad.  The indices the call reads are validated (ValueError).\n"
+    "meta: int32 (P, 6) rows (ox, dx, oy, dy, oz, dz); COO coupling lists: coo_ptr int32 (P+1,),\n"
+    "coo_i/coo_j/coo_k int32 (nnz,), coo_val float64 or float32 (nnz,).\n"
+    "The indices the call reads are validated (ValueError).\n"
     "Rows outside [start, stop) are not touched.  The GIL is released.");
 
 static PyObject *py_phi_grad_graph(PyObject *self, PyObject *args) {
@@ -1526,7 +1394,6 @@ done:
 }
 
 static PyMethodDef fused_methods[] = {
-    {"phi_grad", py_phi_grad, METH_VARARGS, phi_grad_doc},
     {"phi_grad_graph", py_phi_grad_graph, METH_VARARGS, phi_grad_graph_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -1534,8 +1401,7 @@ static PyMethodDef fused_methods[] = {
 static struct PyModuleDef fused_module = {
     PyModuleDef_HEAD_INIT,
     "_fused",
-    "Fused CPU kernel for the message-passing tensor product and its gradients (see phi_grad and\n"
-    "phi_grad_graph).",
+    "Fused CPU kernel for the message-passing tensor product and its gradients (see phi_grad_graph).",
     -1,
     fused_methods,
     NULL,

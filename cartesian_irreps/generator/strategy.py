@@ -6,8 +6,9 @@ and every triple, each candidate strategy is
 1. counted: FLOPs per batch row (opt_einsum's cost model for the einsum route, closed forms for the
    hand-ordered ones), together with the message-passing floor (fold the shared input once, then one
    small mat-vec per channel);
-2. timed (``cartesian-irreps generate --tune``): the best of a few runs on ``ROWS`` rows x
-   ``CHANNELS`` channels in float64 on this machine, stored in the committed ``tuning.json``.
+2. timed (``cartesian-irreps generate --tune``, :func:`tune`): the best of a few runs
+   (:func:`cartesian_irreps.runtime.timing.best_time`) on ``ROWS`` rows x ``CHANNELS`` channels in
+   float64 on this machine, stored in the committed ``tuning.json``.
 
 ``plans.py`` records the fastest measured strategy with both numbers and the reason; a triple that
 was not timed falls back to the lowest FLOP count. Because the plans are written from the committed
@@ -16,13 +17,19 @@ tuning data, generation is deterministic; re-tuning is an explicit step.
 For the full 3^l layout two routes are compared for the forward products: ``convert`` (full ->
 compact with U, compact kernel, back with U^T) and ``direct`` (contract index pairs on the full
 tensors with einsum, then remove traces with the 3^l3 x 3^l3 projector).
+
+The tuner is a library feature (``cartesian_irreps.generator.strategy.tune``, used by the CLI) and
+uses only the public runtime API: :func:`cartesian_irreps.runtime.contractions.contract` and its
+strategy tables, :func:`cartesian_irreps.runtime.tables.coupling_arrays` and
+:func:`~cartesian_irreps.runtime.tables.to_full_matrix`, :func:`cartesian_irreps.runtime.products.tensor_product`
+and :mod:`cartesian_irreps.runtime.timing`.  The runtime in turn reads only the generated ``plans.py``
+(through :mod:`cartesian_irreps.runtime.plan_lookup`), never this module.
 """
 
 from __future__ import annotations
 
 import json
 import platform
-import time
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -32,6 +39,7 @@ import opt_einsum
 
 from .._validate import triples
 from ..runtime import contractions
+from ..runtime.timing import best_time
 from ..symbolic.coupling import derive_coupling
 from .emit import header
 
@@ -44,19 +52,10 @@ KIND_PERM = (0, 1, 2)
 
 
 def _inputs(kind: str, dims: tuple[int, int, int], rows: int, rng: np.random.Generator):
+    """Random operands ``u (rows, CHANNELS, A)``, ``v (rows, B)`` (kind ``shared``) or ``(rows, CHANNELS, B)``."""
     u = rng.standard_normal((rows, CHANNELS, dims[0]))
     v = rng.standard_normal((rows, dims[1]) if kind == "shared" else (rows, CHANNELS, dims[1]))
     return u, v
-
-
-def _best_time(fn: Callable[[], object], repeats: int = 3) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def einsum_path(kind: str, triple: tuple[int, int, int]) -> tuple:
@@ -79,6 +78,7 @@ def shape_info(triple: tuple[int, int, int]) -> tuple[tuple[int, int, int], int]
 
 
 def flop_table(kind: str, triple: tuple[int, int, int]) -> dict[str, int]:
+    """FLOPs per batch row (``CHANNELS`` channels) of every strategy of ``kind``, and the ``floor``."""
     dims, nnz = shape_info(triple)
     out = {s: contractions.flops(kind, s, dims, nnz, CHANNELS) for s in contractions.STRATEGIES[kind]}
     out["floor"] = contractions.floor_flops(kind, dims, nnz, CHANNELS)
@@ -105,18 +105,18 @@ def tune(lmax: int, progress: Callable[[int, int, str], None] | None = None) -> 
         for s in contractions.STRATEGIES[kind]:
             if s == "diagonal" and cp.diagonal is None:
                 continue  # not applicable to this coupling
-            secs = _best_time(lambda s=s: contractions.contract(kind, s, cp, u, v, np, path))
+            secs = best_time(lambda s=s: contractions.contract(kind, s, cp, u, v, np, path))
             timings[f"{kind}:{t[0]},{t[1]},{t[2]}:{s}"] = float(f"{secs:.3g}")
         if progress:
             progress(n + 1, total, f"{kind} {t}")
     for n, (t, shared) in enumerate(full_jobs):
         l1, l2, l3 = t
-        u1, u2 = tables._to_compact_matrix(l1), tables._to_compact_matrix(l2)
+        u1, u2 = tables.to_full_matrix(l1, np.float64, np), tables.to_full_matrix(l2, np.float64, np)
         x = (rng.standard_normal((FULL_ROWS, CHANNELS, 2 * l1 + 1)) @ u1).reshape((FULL_ROWS, CHANNELS) + (3,) * l1)
         ybase = rng.standard_normal((FULL_ROWS, 2 * l2 + 1) if shared == "y" else (FULL_ROWS, CHANNELS, 2 * l2 + 1))
         y = (ybase @ u2).reshape(ybase.shape[:-1] + (3,) * l2)
         for route in ("convert", "direct"):
-            secs = _best_time(lambda r=route: tensor_product(x, y, *t, layout="full", shared=shared, strategy=r))
+            secs = best_time(lambda r=route: tensor_product(x, y, *t, layout="full", shared=shared, strategy=r))
             timings[f"full-{shared or 'pair'}:{l1},{l2},{l3}:{route}"] = float(f"{secs:.3g}")
         if progress:
             progress(len(jobs) + n + 1, total, f"full {t}")
@@ -137,16 +137,19 @@ def tune(lmax: int, progress: Callable[[int, int, str], None] | None = None) -> 
 
 
 def load_tuning(path: Path = TUNING_PATH) -> dict:
+    """The tuning data written by :func:`save_tuning` (``{"timings": {}}`` when there is none)."""
     if not path.exists():
         return {"timings": {}}
     return json.loads(path.read_text())
 
 
 def save_tuning(data: dict, path: Path = TUNING_PATH) -> None:
+    """Write the result of :func:`tune` as sorted, indented JSON (deterministic for equal data)."""
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def _fmt_ms(s: float) -> str:
+    """Seconds as milliseconds with three significant digits."""
     return f"{s * 1e3:.3g} ms"
 
 
@@ -169,6 +172,7 @@ def choose(kind: str, triple: tuple[int, int, int], timings: dict[str, float]) -
 
 
 def choose_full(triple: tuple[int, int, int], shared: str | None, timings: dict[str, float]) -> tuple[str, str]:
+    """``(route, reason)`` for a full-layout forward product: the faster measured route, else ``convert``."""
     key = f"full-{shared or 'pair'}:{triple[0]},{triple[1]},{triple[2]}"
     measured = {r: timings.get(f"{key}:{r}") for r in ("convert", "direct")}
     if None in measured.values():

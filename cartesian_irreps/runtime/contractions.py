@@ -214,7 +214,8 @@ def contract(
     """Evaluate one contraction kind with one strategy, chunked over the batch axis n.
 
     ``u``: (n, C, A); ``v``: (n, C, B) for pair/reduce or (n, B) for shared. Returns (n, C, K) or
-    (n, K) for reduce, written into ``out`` when given.
+    (n, K) for reduce, written into ``out`` when given. An empty batch (``n = 0``) or no channels
+    (``C = 0``; a reduce kind then sums nothing) gives zeros of that shape.
     """
     fn = IMPLEMENTATIONS[(kind, strategy)]
     n, channels = u.shape[0], u.shape[1]
@@ -222,6 +223,9 @@ def contract(
     shape = (n, nk) if kind == "reduce" else (n, channels, nk)
     if out is None:
         out = xp.empty(shape, dtype=u.dtype)
+    if n == 0 or channels == 0:
+        out[...] = 0
+        return out
     if strategy == "diagonal" and kind != "reduce" and cp.diagonal is not None:
         # written in place (no temporary, no copy): a rank-0 input broadcasts in one multiply, a
         # rank-0 output is one dot product per row and channel

@@ -12,8 +12,9 @@ paths whose output has natural parity (``l1 + l2 + l3`` even: the even products,
 them); ``"all"`` adds the odd (Levi-Civita) products.
 
 The work is done by :mod:`.fused` (a compiled kernel on the CPU, the NumPy/CuPy reference
-elsewhere): fold ``y`` and the couplings into a small per-edge matrix per path, then one small
-matrix-vector product per channel. :meth:`vjp` returns the gradients with respect to x, y and w.
+elsewhere) on the graph with one edge per node pair (:meth:`GraphIndex.identity`, so nothing is
+gathered or summed): fold ``y`` and the couplings into a small per-edge matrix per path, then one
+small matrix-vector product per channel. :meth:`vjp` returns the gradients with respect to x, y and w.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from .._validate import check_choice, check_rank, parity_of, triples
 from . import tables
 from .backend import array_module, as_float_array, common_dtype
-from .fused import PathTable, extension_available, phi_grad
+from .fused import GraphIndex, PathTable, extension_available, phi_grad_graph
 
 PARITIES = ("natural", "all")
 
@@ -68,14 +69,17 @@ class MessagePassingProduct:
 
     @property
     def num_paths(self) -> int:
+        """Number of paths ``P`` (the last axis of ``w``)."""
         return self.table.P
 
     @property
     def out_dim(self) -> int:
+        """``DZ = sum_p (2 l3_p + 1)``, the last axis of ``z``."""
         return self.table.DZ
 
     @property
     def backend_name(self) -> str:
+        """Where the CPU work runs: the compiled kernel or the NumPy reference."""
         return "compiled (fused.c)" if extension_available() else "numpy reference"
 
     def _check(self, x: Any, y: Any, w: Any, g: Any = None) -> None:
@@ -88,20 +92,22 @@ class MessagePassingProduct:
     def __call__(self, x: Any, y: Any, w: Any, *, threads: int | None = None) -> Any:
         """``z`` of shape ``(E, C, out_dim)``; x ``(E, C, (Lx+1)^2)``, y ``(E, (Ly+1)^2)``, w ``(E, C, P)``."""
         self._check(x, y, w)
-        return phi_grad("z", self.table, x=x, y=y, w=w, threads=threads)
+        return phi_grad_graph("z", self.table, _edges_of(x), h=x, y=y, w=w, threads=threads)
 
     def vjp(
         self, g: Any, x: Any, y: Any, w: Any, wrt: tuple[str, ...] = ("x", "y", "w"), *, threads: int | None = None
     ) -> tuple[Any, ...]:
         """Gradients of ``sum(g * z)`` with respect to the inputs named in ``wrt`` (same shapes)."""
         self._check(x, y, w, g)
-        args = {"x": x, "y": y, "w": w, "g": g}
+        args = {"h": x, "y": y, "w": w, "g": g}
+        graph = _edges_of(x)
         out = []
         for name in wrt:
             if name not in ("x", "y", "w"):
                 raise ValueError(f"wrt may contain 'x', 'y' and 'w', got {name!r}")
-            others = {k: v for k, v in args.items() if k != name}
-            out.append(phi_grad(name, self.table, **others, threads=threads))
+            replaced = "h" if name == "x" else name
+            others = {k: v for k, v in args.items() if k != replaced}
+            out.append(phi_grad_graph(name, self.table, graph, **others, threads=threads))
         return tuple(out)
 
     def split(self, z: Any) -> list[Any]:
@@ -118,6 +124,13 @@ class MessagePassingProduct:
         fold = 2 * self.table.nnz * edges
         matvec = sum(2 * (2 * l1 + 1) * (2 * l3 + 1) + (2 * l3 + 1) for l1, _, l3 in self.paths) * edges * channels
         return {"fold": fold, "matvec": matvec, "forward_floor": fold + matvec}
+
+
+def _edges_of(x: Any) -> GraphIndex:
+    """The per-edge graph of ``x (E, C, DX)`` (its shape is checked by :func:`phi_grad_graph`)."""
+    if getattr(x, "ndim", 0) < 1:
+        raise ValueError(f"x must have shape (E, C, DX), got {tuple(getattr(x, 'shape', ()))}")
+    return GraphIndex.identity(int(x.shape[0]))
 
 
 def stacked_dim(lmax: int) -> int:

@@ -87,13 +87,23 @@ def _validate(
     return xp, dtype, batch, channels
 
 
-def _flat(a: Any, batch: tuple[int, ...], channel: bool, width: int) -> Any:
+def _flat(a: Any, batch: tuple[int, ...], channels: int | None, width: int) -> Any:
+    """``a`` as ``(n, channels, width)`` (``(n, width)`` when ``channels`` is None), ``n = prod(batch)``.
+
+    The sizes are explicit, so an empty batch (``n = 0``) or no channels reshape too.
+    """
     n = int(np.prod(batch, dtype=np.int64)) if batch else 1
-    return a.reshape((n, -1, width) if channel else (n, width))
+    return a.reshape((n, width) if channels is None else (n, channels, width))
+
+
+def _channels_of(name: str, shared: str | None, channels: int) -> int | None:
+    """The channel count of input ``name`` (``None`` for the shared input, which has no channel axis)."""
+    return None if shared == name else channels
 
 
 def _to_compact(a: Any, l: int, xp: ModuleType) -> Any:
-    """Full (..., 3^l) -> compact (..., 2l+1) for ICTs: ``a @ U^T`` (U is the identity for l <= 1)."""
+    """Full ``(..., 3, ..., 3)`` (l trailing axes) -> compact ``(..., 2l+1)`` of ICTs: ``a @ U^T`` (U = 1, l <= 1)."""
+    a = a.reshape(a.shape[: a.ndim - l] + (3**l,))
     return a if l <= 1 else a @ tables.to_compact_matrix(l, a.dtype, xp)
 
 
@@ -162,11 +172,11 @@ def tensor_product(
         route = plan_lookup.full(triple, shared, strategy)
         if route == "direct":
             return full_direct(x, y, triple, normalization, shared, xp, batch)
-        x = _to_compact(x.reshape(x.shape[: x.ndim - l1] + (3**l1,)), l1, xp)
-        y = _to_compact(y.reshape(y.shape[: y.ndim - l2] + (3**l2,)), l2, xp)
+        x, y = _to_compact(x, l1, xp), _to_compact(y, l2, xp)
         strategy = None
     kind, perm, (first, second) = _FORWARD[shared]
-    ops = {"x": _flat(x, batch, shared != "x", 2 * l1 + 1), "y": _flat(y, batch, shared != "y", 2 * l2 + 1)}
+    ops = {"x": _flat(x, batch, _channels_of("x", shared, channels), 2 * l1 + 1)}
+    ops["y"] = _flat(y, batch, _channels_of("y", shared, channels), 2 * l2 + 1)
     z = _run(kind, perm, triple, normalization, ops[first], ops[second], xp, strategy)
     if layout == "full":
         z = _to_full(z, l3, xp).reshape(batch + (channels,) + (3,) * l3)
@@ -205,25 +215,20 @@ def tensor_product_vjp(
     triple = (l1, l2, l3)
     xs, ys = x.shape, y.shape
     if layout == "full":
-        x = _to_compact(x.reshape(xs[: len(xs) - l1] + (3**l1,)), l1, xp)
-        y = _to_compact(y.reshape(ys[: len(ys) - l2] + (3**l2,)), l2, xp)
-        grad = _to_compact(grad.reshape(grad.shape[: grad.ndim - l3] + (3**l3,)), l3, xp)
+        x, y, grad = _to_compact(x, l1, xp), _to_compact(y, l2, xp), _to_compact(grad, l3, xp)
         strategy = None
     ops = {
-        "x": _flat(x, batch, shared != "x", 2 * l1 + 1),
-        "y": _flat(y, batch, shared != "y", 2 * l2 + 1),
-        "g": _flat(grad, batch, True, 2 * l3 + 1),
+        "x": _flat(x, batch, _channels_of("x", shared, channels), 2 * l1 + 1),
+        "y": _flat(y, batch, _channels_of("y", shared, channels), 2 * l2 + 1),
+        "g": _flat(grad, batch, channels, 2 * l3 + 1),
     }
     out = []
     for w in wrt:
         kind, perm, (first, second) = _VJP[(shared, w)]
         r = _run(kind, perm, triple, normalization, ops[first], ops[second], xp, strategy)
-        l = l1 if w == "x" else l2
         if layout == "full":
-            r = _to_full(r, l, xp)
-            out.append(r.reshape(xs if w == "x" else ys))
-        else:
-            out.append(r.reshape(xs if w == "x" else ys))
+            r = _to_full(r, l1 if w == "x" else l2, xp)
+        out.append(r.reshape(xs if w == "x" else ys))
     return tuple(out)
 
 

@@ -1,8 +1,9 @@
 """The graph-form message product as an autodiff op (:class:`mlip.equivariant.GraphMessageProduct`).
 
 First and second derivatives against finite differences (float64, the checkers of tests/autodiff),
-every mode's VJP, and equality with the unfused chain ``index_select -> MessageProduct ->
-segment_sum`` for values, gradients, Hessian-vector products and a force-training loss.
+every mode's VJP, and equality with the unfused chain ``index_select -> per-edge product ->
+segment_sum`` (the per-edge product being the op on ``GraphIndex.identity(E)``, with the gather and
+the sum done by the autodiff ops) for values, gradients, Hessian-vector products and a force-training loss.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from mlip.equivariant import (
     GraphMessageProduct,
     edge_harmonics,
     graph_message_product,
-    message_product,
 )
 
 from ..autodiff.test_higher_order import check_hvp, hvp
@@ -66,9 +66,10 @@ def inputs(table: PathTable, graph: GraphIndex, C: int, seed: int) -> dict[str, 
 
 
 def unfused(table: PathTable, graph: GraphIndex, h: ad.Tensor, y: ad.Tensor, w: ad.Tensor) -> ad.Tensor:
-    """``segment_sum(message_product(index_select(h, s), y, w), r, N)``."""
+    """``segment_sum(per-edge product(index_select(h, s), y, w), r, N)``."""
     xe = ad.index_select(h, graph.senders)
-    return ad.segment_sum(message_product(table, xe, y, w), graph.receivers, graph.num_nodes)
+    per_edge = graph_message_product(table, GraphIndex.identity(graph.num_edges), xe, y, w)
+    return ad.segment_sum(per_edge, graph.receivers, graph.num_nodes)
 
 
 # ------------------------------------------------------------------------------------------------ #

@@ -222,3 +222,80 @@ def test_no_pyplot_no_backend_change(tmp_path):
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "MPLBACKEND": "svg"}, timeout=120)
     check_png(tmp_path / "s.png", 600, 450)
+
+
+# ------------------------------------------------------------------------------- layout: no overlaps
+
+
+def _capture(monkeypatch) -> list:
+    """Keep the figures that mlip.plots saves (the PNG is still written)."""
+    import mlip.plot_base
+    import mlip.plots
+    import mlip.training_plots
+
+    figs: list = []
+    real = mlip.plot_base._save
+
+    def keep(fig, path):
+        figs.append(fig)
+        return real(fig, path)
+
+    for module in (mlip.plots, mlip.training_plots):
+        monkeypatch.setattr(module, "_save", keep)
+    return figs
+
+
+def _text_boxes(fig) -> list[tuple[str, object]]:
+    """Window extents of every visible tick label, axis label and title, after drawing."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = []
+    for ax in fig.axes:
+        frame = ax.get_window_extent(renderer)
+
+        def shown(t, along_x: bool, frame=frame) -> bool:  # tick labels of ticks outside the limits are not drawn
+            bb = t.get_window_extent(renderer)
+            c = (bb.x0 + bb.x1) / 2 if along_x else (bb.y0 + bb.y1) / 2
+            lo, hi = (frame.x0, frame.x1) if along_x else (frame.y0, frame.y1)
+            return lo - 1 <= c <= hi + 1
+
+        texts = [t for t in ax.get_xticklabels() if shown(t, True)]
+        texts += [t for t in ax.get_yticklabels() if shown(t, False)]
+        texts += [ax.xaxis.label, ax.yaxis.label, ax.title, ax.xaxis.get_offset_text(), ax.yaxis.get_offset_text()]
+        for t in texts:
+            if t.get_visible() and t.get_text().strip():
+                boxes.append((t.get_text(), t.get_window_extent(renderer)))
+    return boxes
+
+
+def _assert_no_overlap(fig) -> None:
+    boxes = _text_boxes(fig)
+    for i, (a, ba) in enumerate(boxes):
+        for b, bb in boxes[i + 1 :]:
+            w = min(ba.x1, bb.x1) - max(ba.x0, bb.x0)
+            h = min(ba.y1, bb.y1) - max(ba.y0, bb.y0)
+            assert w <= 0.5 or h <= 0.5, f"labels {a!r} and {b!r} overlap"
+
+
+def test_parity_tick_labels_never_overlap(tmp_path, monkeypatch):
+    """Large absolute energies with a small spread used to give long, overlapping tick labels."""
+    figs = _capture(monkeypatch)
+    rng = np.random.default_rng(0)
+    for centre, spread in ((-1042.1234, 0.004), (-3.7, 0.03), (-155.0, 2.0)):
+        ref = rng.normal(centre, spread, 200)
+        rf = rng.normal(0.0, 12.0, (600, 3))
+        parity_plot(ref, ref + rng.normal(0, spread / 8, 200), rf, rf + 0.2, tmp_path / "p.png", title="t")
+        _assert_no_overlap(figs[-1])
+
+
+def test_learning_curve_has_no_twin_axis_and_no_overlap(tmp_path, monkeypatch):
+    figs = _capture(monkeypatch)
+    learning_curve(log_rows(60), tmp_path / "lc.png", title="training")
+    fig = figs[-1]
+    _assert_no_overlap(fig)
+    boxes = [ax.get_position().bounds for ax in fig.axes]
+    assert len(set(boxes)) == len(boxes), "two axes in one place (a twin axis)"
+    lr_axes = [ax for ax in fig.axes if ax.get_ylabel() == "learning rate"]
+    assert len(lr_axes) == 1 and lr_axes[0].get_yscale() == "log"
+    line = lr_axes[0].get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata(), [r["lr"] for r in log_rows(60)])

@@ -59,6 +59,7 @@ def config(tmp_path, name: str = "run", **kw) -> TrainConfig:
         output_dir=str(tmp_path / name),
         progress=False,
         seed=1,
+        e0="average",  # one composition (Cu6Au2) throughout: least squares cannot separate Cu and Au
     )
     base.update(kw)
     return TrainConfig(**base)
@@ -192,7 +193,7 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path, structures):
 
 def test_loss_matches_the_formula(structures):
     table = SpeciesTable(["Cu", "Au"])
-    cfg = TrainConfig(model=dict(TINY_MODEL), energy_weight=2.0, forces_weight=3.0, stress_weight=5.0)
+    cfg = TrainConfig(model=dict(TINY_MODEL), energy_weight=2.0, forces_weight=3.0, stress_weight=5.0, e0="average")
     batch = batch_structures(structures[:3], 4.0, table)
     pot = Potential.create(prepare_data(cfg, structures[:6], structures[6:]).model_config)
     out = pot.evaluate(batch, stress=True)
@@ -269,7 +270,10 @@ def test_collate_of_split_graphs_equals_a_direct_batch(structures):
 
 def test_statistics_from_the_training_set(tmp_path, structures):
     iso = {"Cu": 3.5, "Au": 3.8}
-    cfg = config(tmp_path)
+    cfg = config(tmp_path, e0=None)
+    exact = prepare_data(cfg, structures[:7], structures[7:], iso).model_config
+    assert exact.atomic_energies == (3.5, 3.8)  # isolated-atom energies are used exactly as given
+    cfg = config(tmp_path, e0=None, e0_shift=True)
     data = prepare_data(cfg, structures[:7], structures[7:], iso)
     table = SpeciesTable(["Cu", "Au"])
     full = batch_structures(structures[:7], 4.0, table)
@@ -284,9 +288,13 @@ def test_statistics_from_the_training_set(tmp_path, structures):
     y = (e - counts @ np.array([3.5, 3.8])) / n
     delta = np.linalg.solve(a.T @ a + np.eye(2), a.T @ y)
     assert np.allclose(mc.atomic_energies, np.array([3.5, 3.8]) + delta)
-    e0, _ = reference_energies(full, table)  # least squares without isolated atoms
-    assert np.allclose(counts @ e0, e, atol=np.ptp(e) + 1e-6)
     assert mc.dtype == "float64"
+    # one composition: least squares cannot determine E0 (an error), "average" gives the mean energy per atom
+    with pytest.raises(DataError, match=r"rank 1 < 2 elements.*--e0 FILE.*--e0 average"):
+        reference_energies(full, table)
+    notes = []
+    e0, mu = reference_energies(full, table, mode="average", notes=notes)
+    assert np.array_equal(e0, mu) and np.allclose(e0, np.mean(e / n)) and "mean energy per atom" in notes[0]
 
 
 # -------------------------------------------------------------------------------- bad input
@@ -299,7 +307,11 @@ def test_training_file_without_forces(tmp_path, structures):
         b.info["energy"] = a.info["energy"]
         bare.append(b)
     path = write_dataset(bare, tmp_path / "noforces.xyz")
-    with pytest.raises(DataError, match=r"noforces\.xyz: structure 0 has no forces.*forces_weight"):
+    from mlip.reference_data import split
+
+    first = split(bare, (0.7, 0.3), seed=1)[0][0]  # the first training structure after the shuffle
+    k = next(i for i, b in enumerate(bare) if b is first)  # named by its position in the file
+    with pytest.raises(DataError, match=rf"structure {k} of .*noforces\.xyz has no forces.*forces_weight"):
         Trainer(config(tmp_path, train_file=str(path)))
     assert not (tmp_path / "run").exists()  # failed before any file was written
     res = train(config(tmp_path, train_file=str(path), forces_weight=0.0, epochs=1))  # energies only: fine
@@ -308,11 +320,11 @@ def test_training_file_without_forces(tmp_path, structures):
 
 def test_elements_missing_from_the_reference_energies(tmp_path, structures):
     with pytest.raises(DataError, match=r"Au.*no isolated-atom energy"):
-        Trainer(config(tmp_path), structures, isolated_energies={"Cu": 3.5})
+        Trainer(config(tmp_path, e0=None), structures, isolated_energies={"Cu": 3.5})
     iso = tmp_path / "iso.xyz"
     write_dataset([Atoms("Cu", cell=[10] * 3, info={"energy": 3.5})], iso)
     with pytest.raises(DataError, match=r"Au.*no isolated-atom energy"):
-        Trainer(config(tmp_path, isolated_atoms_file=str(iso)), structures)
+        Trainer(config(tmp_path, isolated_atoms_file=str(iso), e0=None), structures)
     with pytest.raises(DataError, match=r"Au.*not in the species table"):
         Trainer(config(tmp_path, model={**TINY_MODEL, "elements": ["Cu"]}), structures)
 

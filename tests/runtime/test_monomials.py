@@ -178,35 +178,8 @@ def test_bad_basis_is_named():
         from cartesian_irreps import _monomials as ext
 
         p, last = table
+        head = (0, p, last, a, None, None, np.empty((3, 2)), 0, 3)  # mode, table, a, g, h, out, rows
         with pytest.raises(ValueError, match="basis entry"):
-            ext.run(
-                0,
-                p,
-                last,
-                a,
-                None,
-                None,
-                np.empty((3, 2)),
-                0,
-                3,
-                np.array([7], np.int32),
-                np.array([0], np.int32),
-                np.array([1.0]),
-                2,
-            )
+            ext.run(*head, np.array([7], np.int32), np.array([0], np.int32), np.array([1.0]), 2)
         with pytest.raises(ValueError, match="width"):
-            ext.run(
-                0,
-                p,
-                last,
-                a,
-                None,
-                None,
-                np.empty((3, 2)),
-                0,
-                3,
-                np.array([0], np.int32),
-                np.array([0], np.int32),
-                np.array([1.0], np.float32),
-                2,
-            )
+            ext.run(*head, np.array([0], np.int32), np.array([0], np.int32), np.array([1.0], np.float32), 2)

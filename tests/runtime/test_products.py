@@ -249,3 +249,30 @@ def test_diagonal_strategy_for_rank_zero_slots(t, shared):
         tensor_product(
             *_draw((1, 1, 2), shared, (2,), 2, np.float64, 1)[:2], 1, 1, 2, shared=shared, strategy="diagonal"
         )
+
+
+@given(
+    TRIPLES,
+    SHARED,
+    st.sampled_from([(0,), (0, 2), (2, 0), (3,)]),
+    st.integers(0, 3),
+    DTYPES,
+    st.sampled_from(["compact", "full"]),
+)
+def test_empty_batch_or_no_channels_give_empty_results(triple, shared, batch, channels, dtype, layout):
+    """Zero rows (or zero channels) give results of the right shape and dtype: empty, or zeros where a
+    VJP sums over the (empty) channels of a shared input; with every strategy and route."""
+    if int(np.prod(batch)) and channels:
+        channels = 0  # a non-empty batch is tested here with no channels
+    xs, ys, zs = operand_shapes(triple, shared, batch, channels)
+    if layout == "full":
+        xs, ys, zs = (s[:-1] + (3,) * l for s, l in zip((xs, ys, zs), triple))
+    x, y, g = np.ones(xs, dtype), np.ones(ys, dtype), np.ones(zs, dtype)
+    kind = "pair" if shared is None else "shared"
+    routes = ["direct", "convert"] if layout == "full" else list(contractions.STRATEGIES[kind])
+    for strategy in [None, *(s for s in routes if s != "diagonal" or 0 in triple)]:
+        z = tensor_product(x, y, *triple, layout=layout, shared=shared, strategy=strategy)
+        assert z.shape == zs and z.dtype == dtype and not z.any(), strategy
+    gx, gy = tensor_product_vjp(g, x, y, *triple, layout=layout, shared=shared)
+    assert gx.shape == xs and gy.shape == ys and gx.dtype == gy.dtype == dtype
+    assert not gx.any() and not gy.any()
