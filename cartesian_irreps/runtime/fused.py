@@ -37,7 +37,8 @@ NumPy inputs (C-contiguous, one dtype of float32/float64) run on the compiled ke
 GIL); CuPy arrays run the generated CUDA kernel (:mod:`cartesian_irreps.runtime.cuda.kernels`);
 anything else (strided views, other float dtypes, no compiler at install time) runs on
 :func:`phi_grad_graph_reference` (:mod:`.fused_reference`), written with the array module of the
-inputs. :mod:`cartesian_irreps.runtime.kernel_backend` selects a backend explicitly.  CuPy is never imported unless a CuPy array is passed in; SymPy is never imported.
+inputs. :mod:`cartesian_irreps.runtime.kernel_backend` selects a backend explicitly.  CuPy is never
+imported unless a CuPy array is passed in; SymPy is never imported.
 
 The compiled kernel works without materialising the ``(E, C, D)`` gathers or per-edge products.
 It splits the output rows between threads at row boundaries (nodes for ``"z"`` and ``"x"``,
@@ -247,8 +248,8 @@ def phi_grad_graph(
     (:mod:`cartesian_irreps.runtime.cuda.kernels`); NumPy float32/float64 C-contiguous inputs use the
     compiled kernel when it is built, on ``threads`` threads (default :func:`default_threads`) split
     at node (``"z"``, ``"x"``) or edge (``"y"``, ``"w"``) boundaries; anything else (strided, other
-    dtypes, ``use_backend("reference")``) uses :func:`phi_grad_graph_reference`.  ``out``, if given, must have the output
-    shape and dtype; it is overwritten and returned.
+    dtypes, ``use_backend("reference")``) uses :func:`phi_grad_graph_reference`.  ``out``, if given,
+    must have the output shape and dtype; it is overwritten and returned.
     """
     arrays = {"h": h, "y": y, "w": w, "g": g}
     xp, used, C, dtype = _prepare_graph(mode, table, graph, arrays, out)

@@ -40,7 +40,7 @@ def test_energy_forces_and_stress_equal_the_cpu_path(config, twin_launches):
         got = pot.evaluate(batch, forces=True)
     for key in ("energy", "forces"):
         np.testing.assert_allclose(got[key], want[key], rtol=1e-10, atol=1e-10 * np.abs(want[key]).max())
-    assert {"pbasis_forward", "pbasis_vjp"} <= set(twin_launches), twin_launches
+    assert {"fused_z", "fused_x", "fused_y", "pbasis_forward", "pbasis_vjp"} <= set(twin_launches), twin_launches
 
 
 def test_float32_model_through_the_twin():
@@ -72,4 +72,5 @@ def test_force_training_gradient_equals_the_cpu_path(twin_launches):
         got = grads()
     for n, a, b in zip(names, got, want):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * np.abs(b).max(), err_msg=n)
-    assert {"pbasis_forward", "pbasis_vjp", "pbasis_jvp", "pbasis_hvp"} <= set(twin_launches), twin_launches
+    fused = {f"fused_{m}" for m in "zxyw"}
+    assert fused | {"pbasis_forward", "pbasis_vjp", "pbasis_jvp", "pbasis_hvp"} <= set(twin_launches), twin_launches
