@@ -162,7 +162,7 @@ class TrainConfig:
     max_minutes: float | None = _opt(None, "time budget of this invocation in minutes")
     batch_size: int = _opt(5, "structures per step")
     valid_batch_size: int = _opt(10, "structures per validation evaluation (memory only)")
-    lr: float = _opt(0.01, "learning rate")
+    lr: float = _opt(0.01, "learning rate (with --resume: replaces the current one, e.g. to lower it)")
     amsgrad: bool = _opt(True, "AMSGrad variant of Adam")
     beta1: float = _opt(0.9, "Adam beta1")
     beta2: float = _opt(0.999, "Adam beta2")
