@@ -35,6 +35,8 @@ def _group_name(obj: str) -> str:
         return "C " + obj.split(") ", 1)[1]
     if obj.startswith("("):
         return "selection (l1,l2,l3)"
+    if obj.startswith("Pi("):
+        return "product basis"
     return obj.split("_")[0] + "_l"
 
 

@@ -7,6 +7,7 @@
   ratios to the other normalisations;
 * ``harmonics.py``: the compact basis as polynomial coefficients (Cartesian harmonics, their
   gradients and the full <-> compact maps are all built from it) and the harmonic normalisations;
+* ``product_basis.py``: the exact product-basis tables of the model layers (:mod:`.product_basis`);
 * ``plans.py``: the evaluation strategy of every contraction with its FLOP counts, the timings it
   was chosen from and the reason (see :mod:`.strategy`);
 * ``__init__.py``.
@@ -29,6 +30,7 @@ from ..symbolic.basis import harmonic_basis
 from ..symbolic.coupling import derive_coupling, signed_sqrt_float
 from ..symbolic.harmonics import harmonic_normalization
 from ..symbolic.polynomials import monomials
+from .product_basis import product_basis_source
 
 GENERATED_DIR = Path(__file__).resolve().parents[1] / "generated"
 DEFAULT_LMAX = 6
@@ -118,6 +120,9 @@ def sources(lmax: int = DEFAULT_LMAX, plans: Callable[[int], str] | None = None)
         "__init__.py": init_source(lmax),
         "couplings.py": couplings_source(lmax),
         "harmonics.py": harmonics_source(lmax),
+        "product_basis.py": product_basis_source(
+            header(lmax, "Exact product-basis tables (symmetric contractions of A) of the model layers.")
+        ),
     }
     if plans is not None:
         out["plans.py"] = plans(lmax)

@@ -34,9 +34,11 @@ the forward product ``z (E, C, DZ)`` and its gradients, with nothing gathered or
 
 NumPy inputs (C-contiguous, one dtype of float32/float64) run on the compiled kernel
 ``cartesian_irreps._fused`` when it was built, split over threads (the kernel releases the
-GIL); anything else (CuPy arrays, strided views, other float dtypes, no compiler at install
-time) runs on :func:`phi_grad_graph_reference` (:mod:`.fused_reference`), written with the array
-module of the inputs.  CuPy is never imported unless a CuPy array is passed in; SymPy is never imported.
+GIL); CuPy arrays run the generated CUDA kernel (:mod:`cartesian_irreps.runtime.cuda.kernels`);
+anything else (strided views, other float dtypes, no compiler at install time) runs on
+:func:`phi_grad_graph_reference` (:mod:`.fused_reference`), written with the array module of the
+inputs. :mod:`cartesian_irreps.runtime.kernel_backend` selects a backend explicitly.  CuPy is never
+imported unless a CuPy array is passed in; SymPy is never imported.
 
 The compiled kernel works without materialising the ``(E, C, D)`` gathers or per-edge products.
 It splits the output rows between threads at row boundaries (nodes for ``"z"`` and ``"x"``,
@@ -60,6 +62,7 @@ import numpy as np
 from .backend import THREADS_ENV, array_module, default_threads, is_cupy, run_parallel
 from .fused_reference import graph_reference
 from .graph_index import GraphIndex
+from .kernel_backend import choose
 from .path_table import PathTable
 
 try:  # the compiled kernel is optional (setup.py declares it optional=True)
@@ -240,16 +243,25 @@ def phi_grad_graph(
     * ``"y"``: ``(E, DY)``, ``out[e,oy+j] = sum_{c,p} w[e,c,p] sum_ik C_p[i,j,k] h[s(e),c,ox+i] g[r(e),c,oz+k]``;
     * ``"w"``: ``(E, C, P)``, ``out[e,c,p] = sum_ijk C_p[i,j,k] h[s(e),c,ox+i] y[e,oy+j] g[r(e),c,oz+k]``.
 
-    Nodes that no edge reaches get zero rows.  NumPy float32/float64 C-contiguous inputs use the
+    Nodes that no edge reaches get zero rows.  The backend is chosen by
+    :func:`cartesian_irreps.runtime.kernel_backend.choose`: CuPy inputs run the generated CUDA kernel
+    (:mod:`cartesian_irreps.runtime.cuda.kernels`); NumPy float32/float64 C-contiguous inputs use the
     compiled kernel when it is built, on ``threads`` threads (default :func:`default_threads`) split
-    at node (``"z"``, ``"x"``) or edge (``"y"``, ``"w"``) boundaries; anything else (CuPy, strided,
-    other dtypes) uses :func:`phi_grad_graph_reference`.  ``out``, if given, must have the output
-    shape and dtype; it is overwritten and returned.
+    at node (``"z"``, ``"x"``) or edge (``"y"``, ``"w"``) boundaries; anything else (strided, other
+    dtypes, ``use_backend("reference")``) uses :func:`phi_grad_graph_reference`.  ``out``, if given,
+    must have the output shape and dtype; it is overwritten and returned.
     """
     arrays = {"h": h, "y": y, "w": w, "g": g}
     xp, used, C, dtype = _prepare_graph(mode, table, graph, arrays, out)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    backend = choose("fused message product", next(iter(used.values())), _ext is not None).name
+    if backend in ("cuda", "cuda-twin"):  # the generated CUDA kernel (on NumPy input: its C twin)
+        from .cuda.kernels import phi_grad_graph_checked
+
+        return phi_grad_graph_checked(mode, table, graph, xp, used, C, dtype, out)
+    if backend == "reference":
+        return graph_reference(mode, table, graph, xp, used, C, dtype, out)
     fast = (
         _ext is not None
         and xp is np

@@ -22,9 +22,11 @@ With a sparse *basis* ``B`` (T, W) (:func:`sparse_basis`, passed as ``basis=``) 
 kernel folds ``B`` in row by row, so the (R, T) monomials are never stored.
 
 The compiled kernel ``cartesian_irreps._monomials`` runs them on NumPy float64/float32 arrays,
-rows split over :func:`cartesian_irreps.runtime.backend.default_threads` threads; without it (or for
-CuPy arrays) the column-by-column reference below runs instead. Accumulation is in float64 in the
-kernel.
+rows split over :func:`cartesian_irreps.runtime.backend.default_threads` threads; CuPy arrays run the
+generated CUDA kernel (:mod:`cartesian_irreps.runtime.cuda.kernels`); the column-by-column reference
+below runs when the extension is not built or when asked for (see
+:mod:`cartesian_irreps.runtime.kernel_backend`, which also offers the C twin of the CUDA kernel).
+Accumulation is in float64 in the kernels.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import array_module, default_threads, is_cupy, run_parallel
+from .backend import array_module, default_threads, run_parallel
+from .kernel_backend import choose
 
 try:  # optional, like the fused message kernel
     from .. import _monomials as _ext
@@ -166,9 +169,10 @@ def _check(name: str, x: Any, rows: int, cols: int, dtype: Any) -> None:
         raise TypeError(f"{name} has dtype {x.dtype}, expected {dtype} (the dtype of a)")
 
 
-def _run(
-    op: str, table: tuple[Any, Any], a: Any, g: Any = None, h: Any = None, threads: int | None = None, basis: Any = None
-) -> Any:
+def validated(
+    op: str, table: tuple[Any, Any], a: Any, g: Any = None, h: Any = None, basis: Any = None
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Check the arguments of ``op``; return ``(parent, last)`` as int32 NumPy and the checked basis."""
     parent, last = (np.ascontiguousarray(t.get() if hasattr(t, "get") else t, dtype=np.int32) for t in table)
     if parent.shape != last.shape or parent.ndim != 1:
         raise ValueError("the monomial table needs 1-D parent and last arrays of one length")
@@ -195,7 +199,21 @@ def _run(
         _check("h", h, R, D, a.dtype)
     if T and (int(last.min()) < 0 or int(last.max()) >= D or bool((parent >= np.arange(T)).any())):
         raise ValueError("monomial table: last must index the columns of a and parent[t] < t")
-    if _ext is None or is_cupy(a):
+    return parent, last, basis
+
+
+def _run(
+    op: str, table: tuple[Any, Any], a: Any, g: Any = None, h: Any = None, threads: int | None = None, basis: Any = None
+) -> Any:
+    parent, last, basis = validated(op, table, a, g, h, basis)
+    R, D = a.shape
+    W = len(parent) if basis is None else basis[3]
+    backend = choose("monomials", a, _ext is not None).name
+    if backend in ("cuda", "cuda-twin"):
+        from .cuda.kernels import identity_basis, monomial_op_checked
+
+        return monomial_op_checked(op, parent, last, a, g, h, identity_basis(len(parent)) if basis is None else basis)
+    if backend == "reference":
         return _reference(op, parent, last, a, g, h, basis)
     a, g, h = (None if x is None else np.ascontiguousarray(x) for x in (a, g, h))
     out = np.empty((R, W if op in ("forward", "jvp") else D), dtype=a.dtype)

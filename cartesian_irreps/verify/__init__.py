@@ -34,6 +34,7 @@ from .common import (
 from .couplings import _check_group as _check_group
 from .couplings import check_coupling, check_selection_rule, mutated
 from .harmonics import check_harmonic
+from .product_basis import product_basis_groups
 from .projectors import check_basis, check_projector
 
 __all__ = [
@@ -81,6 +82,7 @@ def _entries(
                 return check_coupling(mutated(cpl) if t == mutate else cpl, full and norm == "unit")
 
             yield max(t), f"C{t} {norm}", thunk
+    yield from product_basis_groups(lmax)
 
 
 def plan(
