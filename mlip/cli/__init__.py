@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, evaluate and run an irreducible-Cartesian-tensor interatomic potential.",
     )
     parser.add_argument("--version", action="version", version=f"mlip (cartesian-irreps) {version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,md,demo}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,md,demo,lammps}")
     for module in _COMMANDS.values():
         module.add_parser(sub)
     return parser
