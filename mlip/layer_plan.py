@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cartesian_irreps._validate import parity_of
 from cartesian_irreps.runtime import tables
 from cartesian_irreps.runtime.fused import PathTable
 from cartesian_irreps.runtime.monomials import sparse_basis, table_from_levels
-from cartesian_irreps.runtime.product_basis import product_tables
+from cartesian_irreps.runtime.product_basis import allowed_path, parity_out, product_tables, product_tree
 
 if TYPE_CHECKING:
     from .model import ModelConfig
@@ -81,14 +80,6 @@ class LayerPlan:
         return sparse_basis(np.concatenate(mats, axis=1)), cols
 
 
-def _parity_out(s1: int, s2: int, triple: tuple[int, int, int]) -> int:
-    return s1 * s2 * (1 if parity_of(*triple) == "even" else -1)
-
-
-def _allowed(triple: tuple[int, int, int], products: str) -> bool:
-    return products == "parity_complete" or parity_of(*triple) == "even"
-
-
 def build_plan(config: ModelConfig) -> tuple[LayerPlan, ...]:
     """Keys, message paths and product-basis paths of every layer (deterministic order)."""
     signs = (1, -1) if config.products == "parity_complete" else (1,)
@@ -109,8 +100,8 @@ def build_plan(config: ModelConfig) -> tuple[LayerPlan, ...]:
                 for l2 in range(L + 1):
                     for l3 in range(abs(l1 - l2), min(l1 + l2, L) + 1):
                         tr = (l1, l2, l3)
-                        if _allowed(tr, config.products):
-                            paths.append((l1, l2, l3, (l3, _parity_out(s1, 1, tr))))
+                        if allowed_path(tr, config.products):
+                            paths.append((l1, l2, l3, (l3, parity_out(s1, 1, tr))))
             paths.sort(key=lambda p: (p[3][0], -p[3][1], p[0], p[1]))
             table = PathTable.from_couplings(
                 [p[:3] for p in paths],
@@ -122,39 +113,11 @@ def build_plan(config: ModelConfig) -> tuple[LayerPlan, ...]:
                 a_sources.setdefault(p[3], []).append((s1, i))
             groups.append((s1, table, tuple(paths)))
         a_keys = tuple(sorted(a_sources, key=lambda k: (k[0], -k[1])))
-        # product basis tree
-        nodes: list[tuple[int, Key, int, Key, tuple[int, int, int]]] = []
-        basis: dict[Key, list[int]] = {k: [] for k in out_keys}
-        level = []
-        for k in a_keys:
-            nodes.append((len(nodes), k, -1, k, (k[0], 0, k[0])))
-            level.append(len(nodes) - 1)
-        for nu in range(1, config.correlation + 1):
-            for nid in level:
-                if nodes[nid][1] in basis:
-                    basis[nodes[nid][1]].append(nid)
-            if nu == config.correlation:
-                break
-            final = nu + 1 == config.correlation
-            nxt = []
-            for nid in level:
-                key = nodes[nid][1]
-                for ak in a_keys:
-                    for l3 in range(abs(key[0] - ak[0]), min(key[0] + ak[0], L) + 1):
-                        tr = (key[0], ak[0], l3)
-                        if not _allowed(tr, config.products):
-                            continue
-                        k3 = (l3, _parity_out(key[1], ak[1], tr))
-                        if final and k3 not in basis:
-                            continue
-                        nodes.append((len(nodes), k3, nid, ak, tr))
-                        nxt.append(len(nodes) - 1)
-            level = nxt
-        empty = [k for k, ids in basis.items() if not ids]
-        if (0, 1) in empty:
+        # product basis tree (the one the generated exact tables were derived for)
+        nodes, basis = product_tree(a_keys, out_keys, L, config.correlation, config.products)
+        if (0, 1) not in basis:
             raise ValueError("no product-basis path reaches the scalars; increase lmax or correlation")
-        out_keys = tuple(k for k in out_keys if basis[k])
-        basis = {k: v for k, v in basis.items() if v}
+        out_keys = tuple(k for k in out_keys if k in basis)
         try:
             select, matrices = product_tables(a_keys, nodes, basis, config.correlation)
         except KeyError as err:  # a configuration whose exact tables were not generated
@@ -167,8 +130,8 @@ def build_plan(config: ModelConfig) -> tuple[LayerPlan, ...]:
                 a_keys=a_keys,
                 message=tuple(groups),
                 a_sources={k: tuple(v) for k, v in a_sources.items()},
-                nodes=tuple(nodes),
-                basis={k: tuple(v) for k, v in basis.items()},
+                nodes=nodes,
+                basis=basis,
                 mono_select=select,
                 basis_matrix=matrices,
             )

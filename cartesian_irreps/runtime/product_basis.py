@@ -24,18 +24,29 @@ import numpy as np
 
 from .._validate import parity_of
 
-__all__ = ["PRODUCT_SETS", "message_keys", "model_layers", "product_tables", "product_tree", "table_key"]
+__all__ = [
+    "PRODUCT_SETS",
+    "allowed_path",
+    "message_keys",
+    "model_layers",
+    "parity_out",
+    "product_tables",
+    "product_tree",
+    "table_key",
+]
 
 Key = tuple[int, int]
 Node = tuple[int, Key, int, Key, tuple[int, int, int]]  # (id, key, parent id, A key, triple)
 PRODUCT_SETS = ("even", "parity_complete")
 
 
-def _allowed(triple: tuple[int, int, int], products: str) -> bool:
+def allowed_path(triple: tuple[int, int, int], products: str) -> bool:
+    """Whether a product ``l1 x l2 -> l3`` belongs to the product set (``even``: natural-parity products only)."""
     return products == "parity_complete" or parity_of(*triple) == "even"
 
 
-def _parity_out(s1: int, s2: int, triple: tuple[int, int, int]) -> int:
+def parity_out(s1: int, s2: int, triple: tuple[int, int, int]) -> int:
+    """Parity label (+1 natural, -1 pseudo) of ``(l1, s1) x (l2, s2) -> l3``: odd products flip it."""
     return s1 * s2 * (1 if parity_of(*triple) == "even" else -1)
 
 
@@ -46,8 +57,8 @@ def message_keys(in_keys: tuple[Key, ...], lmax: int, products: str) -> tuple[Ke
     for l1, s1 in in_keys:
         for l2 in range(lmax + 1):
             for l3 in range(abs(l1 - l2), min(l1 + l2, lmax) + 1):
-                if _allowed((l1, l2, l3), products):
-                    keys.add((l3, _parity_out(s1, 1, (l1, l2, l3))))
+                if allowed_path((l1, l2, l3), products):
+                    keys.add((l3, parity_out(s1, 1, (l1, l2, l3))))
     return tuple(sorted(keys, key=lambda k: (k[0], -k[1])))
 
 
@@ -78,9 +89,9 @@ def product_tree(
             for ak in a_keys:
                 for l3 in range(abs(key[0] - ak[0]), min(key[0] + ak[0], lmax) + 1):
                     tr = (key[0], ak[0], l3)
-                    if not _allowed(tr, products):
+                    if not allowed_path(tr, products):
                         continue
-                    k3 = (l3, _parity_out(key[1], ak[1], tr))
+                    k3 = (l3, parity_out(key[1], ak[1], tr))
                     if final and k3 not in basis:
                         continue
                     nodes.append((len(nodes), k3, nid, ak, tr))
