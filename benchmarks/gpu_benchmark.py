@@ -208,8 +208,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no usable GPU/CuPy here ({type(exc).__name__}: {exc})")
             return 2
         sync = cp.cuda.Device().synchronize
+    from cartesian_irreps.runtime.kernels import backend_record, require_compiled
+
+    try:  # the CPU column is the compiled path; the NumPy reference would inflate every speed-up 3-7x
+        status = require_compiled("benchmarks/gpu_benchmark.py")
+    except RuntimeError as exc:
+        print(f"error: {exc}")
+        return 1
     skip = set(filter(None, args.skip.split(",")))
-    print(f"GPU: {name} | array module {cp.__name__} {cp.__version__}")
+    cpu = f"CPU: compiled kernels, {status.threads} threads"
+    print(f"GPU: {name} | array module {cp.__name__} {cp.__version__} | {cpu}")
     rows: list[tuple[str, float, float]] = []
     if "mp" not in skip:
         rows += message_passing_rows(args, cp, sync)
@@ -223,7 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
-        json.dumps({"device": name, "rows": [{"case": c, "cpu_s": a, "cuda_s": b} for c, a, b in rows]}, indent=1)
+        json.dumps(
+            {
+                "device": name,
+                "cpu_backend": backend_record("numpy"),
+                "gpu_backend": backend_record(cp) if cp is not np else {"description": "dry run: C twin of CUDA"},
+                "rows": [{"case": c, "cpu_s": a, "cuda_s": b} for c, a, b in rows],
+            },
+            indent=1,
+        )
     )
     return 0
 

@@ -47,8 +47,9 @@ __all__ = [
 
 #: parameter name -> Tensor
 Weights = Callable[[str], Tensor]
-#: (members (R, 2), group (E,)) of the reverse-edge pairs on the device, or None when every edge is its own pair
-Pairs = tuple[Any, Any] | None
+#: (members (R, 2), group (E,), pairs with a second edge or None) of the reverse-edge pairs on the device,
+#: or None when every edge is its own pair
+Pairs = tuple[Any, Any, Any] | None
 
 
 def embedding(embed: Tensor, species: Any, channels: int) -> dict[Key, Tensor]:
@@ -62,13 +63,13 @@ def radial_embedding(
     """Bessel basis times the envelope of the edge lengths (Å): (R, num_bessel) over one edge per pair.
 
     The radial part depends on ``|r|`` only, so it is computed once per {edge, reverse edge} pair;
-    the returned device ``(members, group)`` map pairs back to edges (``None`` if nothing is shared).
+    the returned device ``(members, group, second_rows)`` map pairs back to edges (``None`` if nothing is shared).
     """
     xp = vectors.xp
     if pairs.halves:
         members, group = pairs.on(xp)
         vec_rep = ad.index_select(vectors, members[:, 0])
-        shared: Pairs = (members, group)
+        shared: Pairs = (members, group, pairs.second_rows(xp))
     else:
         vec_rep, shared = vectors, None
     lengths = ad.sqrt(ad.sum(vec_rep * vec_rep, axis=1))
@@ -117,8 +118,8 @@ def radial_weights(
         offset += n_g
         x_g = ad.matmul(x, ad.reshape(w_g, (-1, K * n_g)))
         if pairs is not None:
-            members, group = pairs
-            x_g = pair_gather(x_g, group, members)
+            members, group, second = pairs
+            x_g = pair_gather(x_g, group, members, second)
         out.append(ad.reshape(x_g, (-1, K, n_g)))
     return out
 

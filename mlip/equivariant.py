@@ -23,6 +23,7 @@ from cartesian_irreps.runtime import tables
 from cartesian_irreps.runtime.fused import GraphIndex, PathTable, phi_grad_graph
 
 from . import autodiff as ad
+from . import harmonic_ops
 from .autodiff import Context, Function, Tensor
 
 
@@ -123,9 +124,13 @@ def edge_harmonics(vectors: Tensor, lmax: int, normalization: str = "unit", comp
 
     With ``component=True`` rank l is multiplied by ``sqrt(2l+1)`` so that, for the unit
     normalisation, each component has unit mean square over directions (e3nn's 'component').
-    Built from autodiff primitives: ``T_l(r/|r|) = sum_a c_a r^a / |r|^l`` (T_l is homogeneous).
+    Built from autodiff primitives: ``T_l(r/|r|) = sum_a c_a r^a / |r|^l`` (T_l is homogeneous); on
+    CuPy input (and on NumPy under ``use_backend("cuda-twin")``) by one generated CUDA kernel per
+    derivative order instead (:mod:`mlip.harmonic_ops`).
     """
     tables.check_harmonics_lmax(lmax)
+    if harmonic_ops.use_kernels(vectors.data):
+        return harmonic_ops.harmonics(vectors, lmax, normalization, component)
     dtype = vectors.dtype
     xp = vectors.xp
     comps = [vectors[:, a] for a in range(3)]

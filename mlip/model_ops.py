@@ -61,16 +61,19 @@ class PairSum(Function):
         return (PairGather.apply(g, group=ctx.group, members=ctx.members, has_second=ctx.has_second),)
 
 
-def pair_gather(x: Tensor, group: Any, members: Any) -> Tensor:
+def pair_gather(x: Tensor, group: Any, members: Any, has_second: Any = "find") -> Tensor:
     """Rows ``x[group]`` (axis 0) when each row of ``x`` is read once or twice, e.g. by an edge and its
     reverse: ``group`` (E,) ints in ``[0, R)``, ``members`` (R, 2) the rows reading each ``x`` row (-1:
-    none), consistent with ``group``; see :func:`mlip.data.reverse_edge_pairs`."""
+    none), consistent with ``group``; see :func:`mlip.data.reverse_edge_pairs`. ``has_second``: the
+    rows with a second reader (``None``: all), as :meth:`mlip.data.EdgePairs.second_rows` gives it
+    without a device read; found from ``members`` when not given."""
     group = index_array(group, x.data, "pair_gather")
     members = array_module(x.data).asarray(members.data if isinstance(members, Tensor) else members)
     if members.dtype.kind not in "iu" or members.ndim != 2 or members.shape[1] != 2 or members.shape[0] != x.shape[0]:
         raise ValueError(f"pair_gather: members must have shape ({x.shape[0]}, 2), got {tuple(members.shape)}")
-    second = members[:, 1] >= 0
-    has_second = None if bool(second.all()) else array_module(x.data).flatnonzero(second)
+    if isinstance(has_second, str):
+        second = members[:, 1] >= 0
+        has_second = None if bool(second.all()) else array_module(x.data).flatnonzero(second)
     return PairGather.apply(x, group=group, members=members, has_second=has_second)
 
 

@@ -139,6 +139,15 @@ class EdgePairs:
             self._device[key] = (xp.asarray(self.members), xp.asarray(self.group))
         return self._device[key]
 
+    def second_rows(self, xp: Any) -> Array | None:
+        """The pairs with a second edge (``members[:, 1] >= 0``) as indices of module ``xp``, or ``None``
+        when every pair has two; found on the host and copied to a device once (no device read per call)."""
+        key = ("second", xp.__name__)
+        if key not in self._device:
+            second = self.members[:, 1] >= 0
+            self._device[key] = None if bool(second.all()) else xp.asarray(np.flatnonzero(second))
+        return self._device[key]
+
     @classmethod
     def concatenate(cls, parts: Sequence[EdgePairs]) -> EdgePairs:
         """The pairs of graphs concatenated in this order (edges of part ``k`` offset by the edges before

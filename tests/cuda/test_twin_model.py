@@ -1,7 +1,7 @@
 """The potential with every generated CUDA kernel run through its C twin equals the CPU path.
 
-``use_backend("cuda-twin")`` sends the fused message product and the product-basis monomials (and
-their derivatives) through the C twin of the generated CUDA source: energies, forces and the
+``use_backend("cuda-twin")`` sends the fused message product, the product-basis monomials and the
+edge harmonics (and their derivatives) through the C twin of the generated CUDA source: energies, forces and the
 force-training gradient agree with the compiled CPU path to 1e-10 (float64).
 """
 
@@ -40,7 +40,8 @@ def test_energy_forces_and_stress_equal_the_cpu_path(config, twin_launches):
         got = pot.evaluate(batch, forces=True)
     for key in ("energy", "forces"):
         np.testing.assert_allclose(got[key], want[key], rtol=1e-10, atol=1e-10 * np.abs(want[key]).max())
-    assert {"fused_z", "fused_x", "fused_y", "pbasis_forward", "pbasis_vjp"} <= set(twin_launches), twin_launches
+    want_kernels = {"fused_z", "fused_x", "fused_y", "pbasis_forward", "pbasis_vjp", "harm_values", "harm_vjp"}
+    assert want_kernels <= set(twin_launches), twin_launches
 
 
 def test_float32_model_through_the_twin():
@@ -73,4 +74,5 @@ def test_force_training_gradient_equals_the_cpu_path(twin_launches):
     for n, a, b in zip(names, got, want):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * np.abs(b).max(), err_msg=n)
     fused = {f"fused_{m}" for m in "zxyw"}
-    assert fused | {"pbasis_forward", "pbasis_vjp", "pbasis_jvp", "pbasis_hvp"} <= set(twin_launches), twin_launches
+    pbasis = {"pbasis_forward", "pbasis_vjp", "pbasis_jvp", "pbasis_hvp"}
+    assert fused | pbasis | {"harm_values", "harm_vjp", "harm_jvp"} <= set(twin_launches), twin_launches
