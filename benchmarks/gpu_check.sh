@@ -10,28 +10,43 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CPU_THREADS=${CPU_THREADS:-2}
+PY=${PYTHON:-$(command -v python3 || command -v python)}
 for dir in .whl wheels ../shared/wheels; do
   if [ -d "$dir" ]; then
-    python -m pip install -q --no-index --no-deps --no-compile --target /tmp/gpu_check_site "$dir"/*.whl \
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/gpu_check_site "$dir"/*.whl \
       && export PYTHONPATH="/tmp/gpu_check_site${PYTHONPATH:+:$PYTHONPATH}" \
       || echo "warning: could not install the wheels in $dir"
   fi
 done
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-python - <<'PY' || { echo "no usable GPU/CuPy here"; exit 1; }
+"$PY" - <<'PY' || { echo "no usable GPU/CuPy here"; exit 1; }
 import cupy
 print("GPU:", cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(), "| CuPy", cupy.__version__)
 PY
 start=$(date +%s)
 # the compiled CPU kernels, in place (the source tree is on PYTHONPATH); a failed build is an error
-timeout 60 python setup.py -q build_ext --inplace >/tmp/gpu_check_build.log 2>&1
-python -c "from cartesian_irreps.runtime.kernels import require_compiled; require_compiled('benchmarks/gpu_check.sh')" \
+# (setup.py's extensions through setuptools' build_ext only, so an older setuptools there that cannot
+# read pyproject.toml's metadata still builds them)
+timeout 60 "$PY" - >/tmp/gpu_check_build.log 2>&1 <<'PY'
+import runpy
+
+import setuptools
+
+found = {}
+setuptools.setup = lambda **kw: found.update(kw)  # setup.py declares; nothing else is read
+runpy.run_path("setup.py")
+dist = setuptools.Distribution({"ext_modules": found["ext_modules"], "cmdclass": found["cmdclass"]})
+cmd = dist.get_command_obj("build_ext")
+cmd.inplace = True
+dist.run_command("build_ext")
+PY
+"$PY" -c "from cartesian_irreps.runtime.kernels import require_compiled; require_compiled('benchmarks/gpu_check.sh')" \
   || { echo "error: the compiled CPU kernels did not build (log: /tmp/gpu_check_build.log)"; tail -20 /tmp/gpu_check_build.log; exit 1; }
-timeout 140 python -m pytest -q -p no:cacheprovider tests/gpu tests/cuda -rs 2>&1 | tail -15
+timeout 140 "$PY" -m pytest -q -p no:cacheprovider tests/gpu tests/cuda -rs 2>&1 | tail -15
 tests_rc=${PIPESTATUS[0]}
 # the CPU baseline on CPU_THREADS threads (the goals compare with the compiled path on 2 cores)
 CARTESIAN_IRREPS_NUM_THREADS=$CPU_THREADS OPENBLAS_NUM_THREADS=$CPU_THREADS OMP_NUM_THREADS=$CPU_THREADS \
-  timeout 300 python benchmarks/gpu_benchmark.py --repeats 3 --cpu-budget 10
+  timeout 300 "$PY" benchmarks/gpu_benchmark.py --repeats 3 --cpu-budget 10
 bench_rc=$?
 echo "--- summary: tests rc=$tests_rc, benchmark rc=$bench_rc, $(( $(date +%s) - start )) s"
 exit $(( tests_rc != 0 || bench_rc != 0 ))
