@@ -55,7 +55,6 @@ HARMONICS = derivative_family(
     _kernel,
     "energy, forces and force training need at most second derivatives; use_backend('reference') composes them",
 )
-Harmonics, HarmonicsVJP, HarmonicsJVP, HarmonicsHVP = HARMONICS.value, HARMONICS.vjp, HARMONICS.jvp, HARMONICS.hvp
 
 
 def harmonics(vectors: Tensor, lmax: int, normalization: str = "unit", component: bool = True) -> Tensor:

@@ -56,7 +56,6 @@ def _kernel(op: str, a: Any, g: Any, h: Any, spec: tuple[Any, Any]) -> Any:
 
 
 MONOMIALS = derivative_family("Monomials", _kernel, "energy, forces and force training need at most second derivatives")
-Monomials, MonomialsVJP, MonomialsJVP, MonomialsHVP = MONOMIALS.value, MONOMIALS.vjp, MONOMIALS.jvp, MONOMIALS.hvp
 
 
 def _int32_table(table: tuple[Any, Any]) -> tuple[np.ndarray, np.ndarray]:
